@@ -1,0 +1,7 @@
+-- Tenants. Every other table of the domain hangs off an organization.
+CREATE TABLE organizations (
+    id          TEXT PRIMARY KEY NOT NULL,          -- UUIDv7, lowercase hyphenated
+    name        TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    plan        TEXT NOT NULL DEFAULT 'authenticated' CHECK (plan IN ('authenticated', 'premium')),
+    created_at  TEXT NOT NULL                       -- RFC 3339, UTC
+);

@@ -1,0 +1,172 @@
+//! The reference finance backend: an axum application composed of this workspace's crates.
+//!
+//! [`app`] builds the whole router from an [`AppState`], so tests drive the application in process; [`run`]
+//! is what `main` calls: connect, migrate, bind, serve, and drain on SIGTERM or Ctrl-C.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod logging;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::{Db, DbError};
+
+/// What every handler can reach: the configuration, the database, and the lifecycle flags. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    db: Db,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    /// Bundles an opened (and migrated) database with the configuration.
+    #[must_use]
+    pub fn new(config: Config, db: Db) -> Self {
+        Self { inner: Arc::new(Inner { config, db, draining: AtomicBool::new(false) }) }
+    }
+
+    /// The configuration read at start-up.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database pool.
+    #[must_use]
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Whether the server is shutting down (readiness then answers 503 so load balancers stop sending).
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks the server as shutting down.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new().merge(health::router()).with_state(state)
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The listening address could not be bound.
+    #[error("BIND_ADDR: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from `BIND_ADDR`.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the database named by the configuration and applies its migrations.
+///
+/// # Errors
+///
+/// When the database cannot be reached or a migration fails.
+pub async fn open_database(config: &Config) -> Result<Db, DbError> {
+    let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains: readiness answers 503 for
+/// `SHUTDOWN_DRAIN` so load balancers stop sending, the listener closes, and in-flight requests finish.
+///
+/// # Errors
+///
+/// When the server's accept loop fails.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let drain = state.config().shutdown_drain;
+    let draining = state.clone();
+    let router = app(state.clone());
+    let stop = async move {
+        shutdown.await;
+        tracing::info!(drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX), "shutdown requested, draining");
+        draining.start_draining();
+        tokio::time::sleep(drain).await;
+        tracing::info!("drain period over, closing the listener and finishing in-flight requests");
+    };
+    axum::serve(listener, router).with_graceful_shutdown(stop).await?;
+    state.db().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the server from its configuration and runs it until SIGTERM or Ctrl-C.
+///
+/// # Errors
+///
+/// When the database cannot be opened, the address cannot be bound, or serving fails.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    if config.jwt_secret_generated {
+        tracing::warn!("JWT_SECRET is not set: using a key generated for this process; tokens end with it");
+    }
+    if config.audit_chain_key_generated {
+        tracing::warn!("AUDIT_CHAIN_KEY is not set: using a key generated for this process; set it to verify the audit chain later");
+    }
+    let db = open_database(&config).await?;
+    tracing::info!(backend = db.backend(), "database ready, migrations applied");
+    let addr = config.bind_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!(%addr, "listening");
+    serve(listener, AppState::new(config, db), shutdown_signal()).await.map_err(StartError::Serve)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,55 @@
+//! `reference-server`: serves the finance backend (the default), or runs one of its maintenance commands.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use reference_server::config::Config;
+
+/// The reference finance backend. Configuration comes from the environment (see the README).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (what runs when no command is given).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    reference_server::logging::init(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => reference_server::run(config).await,
+            Command::Migrate => reference_server::open_database(&config).await.map(drop).map_err(Into::into),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stopped with an error");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
