@@ -219,16 +219,27 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// The value of `name`, with surrounding white space removed; `None` when unset or empty.
     fn raw(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     fn fail(&mut self, variable: &'static str, problem: impl Into<String>) {
-        self.errors.push(ConfigError { variable, problem: problem.into() });
+        self.errors.push(ConfigError {
+            variable,
+            problem: problem.into(),
+        });
     }
 
     /// Parses `name` with `parse`, falling back to `default` when unset, and to `default` after recording the
     /// problem when the value is bad (the caller never sees a bad value).
-    fn parse<T>(&mut self, name: &'static str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+    fn parse<T>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
         match self.raw(name).map(parse) {
             None => default,
             Some(Ok(value)) => value,
@@ -253,7 +264,13 @@ impl Reader<'_> {
 
     fn list(&self, name: &str) -> Vec<String> {
         self.raw(name)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -269,7 +286,11 @@ impl Config {
         let vars = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let key = k.into_string().ok()?;
-                Some((key, v.into_string().unwrap_or_else(|_| "\u{0}non-UTF-8".to_owned())))
+                Some((
+                    key,
+                    v.into_string()
+                        .unwrap_or_else(|_| "\u{0}non-UTF-8".to_owned()),
+                ))
             })
             .collect();
         Self::from_vars(&vars)
@@ -281,7 +302,10 @@ impl Config {
     ///
     /// Every variable that is malformed, out of range, or missing where it is required.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader { vars, errors: Vec::new() };
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
 
         let environment = r.parse("ENVIRONMENT", Environment::Development, |v| match v {
             "development" => Ok(Environment::Development),
@@ -290,7 +314,8 @@ impl Config {
             _ => Err("must be development, staging or production".to_owned()),
         });
         let bind_addr = r.parse("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)), |v| {
-            SocketAddr::from_str(v).map_err(|_| "must be an address and port such as 0.0.0.0:8080".to_owned())
+            SocketAddr::from_str(v)
+                .map_err(|_| "must be an address and port such as 0.0.0.0:8080".to_owned())
         });
         let database_url = r.parse(
             "DATABASE_URL",
@@ -316,7 +341,10 @@ impl Config {
         let (jwt_secret, jwt_secret_generated) = match r.secret("JWT_SECRET") {
             Some(secret) => {
                 if secret.0.len() < min_key {
-                    r.fail("JWT_SECRET", format!("must be at least {min_key} bytes for {jwt_algorithm:?}"));
+                    r.fail(
+                        "JWT_SECRET",
+                        format!("must be at least {min_key} bytes for {jwt_algorithm:?}"),
+                    );
                 }
                 (secret, false)
             }
@@ -327,8 +355,14 @@ impl Config {
             None => (Secret::generate(min_key.max(32)), true),
         };
         let jwt_secret_previous = r.secret("JWT_SECRET_PREVIOUS");
-        if jwt_secret_previous.as_ref().is_some_and(|s| s.0.len() < min_key) {
-            r.fail("JWT_SECRET_PREVIOUS", format!("must be at least {min_key} bytes for {jwt_algorithm:?}"));
+        if jwt_secret_previous
+            .as_ref()
+            .is_some_and(|s| s.0.len() < min_key)
+        {
+            r.fail(
+                "JWT_SECRET_PREVIOUS",
+                format!("must be at least {min_key} bytes for {jwt_algorithm:?}"),
+            );
         }
         let jwt_issuer = r.raw("JWT_ISSUER").unwrap_or("reference-server").to_owned();
         let access_token_ttl = r.duration("ACCESS_TOKEN_TTL", Duration::from_secs(15 * 60));
@@ -348,7 +382,8 @@ impl Config {
             None => (Secret::generate(32), true),
         };
         let health_status_token = r.secret("HEALTH_STATUS_TOKEN");
-        let integrity_audit_interval = r.duration("INTEGRITY_AUDIT_INTERVAL", Duration::from_secs(24 * 3600));
+        let integrity_audit_interval =
+            r.duration("INTEGRITY_AUDIT_INTERVAL", Duration::from_secs(24 * 3600));
         let retention_years = r.parse("RETENTION_YEARS", 7, |v| parse_in_range(v, 1, 100));
         let max_body_size = r.parse("MAX_BODY_SIZE", 1 << 20, parse_size);
         let log_level = r.raw("LOG_LEVEL").unwrap_or("info").to_owned();
@@ -360,39 +395,58 @@ impl Config {
             "pretty" => Ok(LogFormat::Pretty),
             _ => Err("must be json or pretty".to_owned()),
         });
-        let rate_limit_per_minute = r.parse("RATE_LIMIT_PER_MINUTE", 60, |v| parse_in_range(v, 1, 1_000_000));
-        let rate_limit_burst =
-            r.parse("RATE_LIMIT_BURST", rate_limit_per_minute, |v| parse_in_range(v, 1, 1_000_000));
+        let rate_limit_per_minute = r.parse("RATE_LIMIT_PER_MINUTE", 60, |v| {
+            parse_in_range(v, 1, 1_000_000)
+        });
+        let rate_limit_burst = r.parse("RATE_LIMIT_BURST", rate_limit_per_minute, |v| {
+            parse_in_range(v, 1, 1_000_000)
+        });
         let rate_limit_policy = r.raw("RATE_LIMIT_POLICY").map(PathBuf::from);
         if let Some(path) = &rate_limit_policy
             && !path.is_file()
         {
-            r.fail("RATE_LIMIT_POLICY", format!("{} is not a readable file", path.display()));
+            r.fail(
+                "RATE_LIMIT_POLICY",
+                format!("{} is not a readable file", path.display()),
+            );
         }
         let rate_limit_disabled = r.flag("RATE_LIMIT_DISABLED", false);
         let trusted_proxies = r.list("TRUSTED_PROXIES");
         for cidr in &trusted_proxies {
             if !is_cidr(cidr) {
-                r.fail("TRUSTED_PROXIES", format!("{cidr:?} is not an IP address or CIDR block"));
+                r.fail(
+                    "TRUSTED_PROXIES",
+                    format!("{cidr:?} is not an IP address or CIDR block"),
+                );
             }
         }
         let query_cache_disabled = r.flag("QUERY_CACHE_DISABLED", false);
         let enable_audit_logging = r.flag("ENABLE_AUDIT_LOGGING", true);
         if !enable_audit_logging && environment == Environment::Production {
-            r.fail("ENABLE_AUDIT_LOGGING", "cannot be turned off when ENVIRONMENT=production");
+            r.fail(
+                "ENABLE_AUDIT_LOGGING",
+                "cannot be turned off when ENVIRONMENT=production",
+            );
         }
         let cors_allowed_origins = r.list("CORS_ALLOWED_ORIGINS");
         for origin in &cors_allowed_origins {
-            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
-                r.fail("CORS_ALLOWED_ORIGINS", format!("{origin:?} is not an origin such as https://app.example"));
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                r.fail(
+                    "CORS_ALLOWED_ORIGINS",
+                    format!("{origin:?} is not an origin such as https://app.example"),
+                );
             }
         }
         let request_timeout = r.duration("REQUEST_TIMEOUT", Duration::from_secs(30));
         let shutdown_drain = r.duration("SHUTDOWN_DRAIN", Duration::from_secs(5));
         let sentry_dsn = r.secret("SENTRY_DSN");
-        let sentry_traces_sample_rate = r.parse("SENTRY_TRACES_SAMPLE_RATE", 0.1, |v| match v.parse::<f32>() {
-            Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-            _ => Err("must be a number from 0 to 1".to_owned()),
+        let sentry_traces_sample_rate = r.parse("SENTRY_TRACES_SAMPLE_RATE", 0.1, |v| {
+            match v.parse::<f32>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+                _ => Err("must be a number from 0 to 1".to_owned()),
+            }
         });
         let otel_exporter_otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned);
 
@@ -480,7 +534,9 @@ fn parse_bool(value: &str) -> Result<bool, String> {
 /// When the value is not a whole number followed by one of the units, or is zero.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let problem = || "must be a duration such as 30s, 15m or 1h".to_owned();
-    let split = value.find(|c: char| !c.is_ascii_digit()).ok_or_else(problem)?;
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(problem)?;
     let (number, unit) = value.split_at(split);
     let n: u64 = number.parse().map_err(|_| problem())?;
     let per_unit_ms: u64 = match unit {
@@ -491,7 +547,9 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         "d" => 86_400_000,
         _ => return Err(problem()),
     };
-    let ms = n.checked_mul(per_unit_ms).ok_or_else(|| "is too long".to_owned())?;
+    let ms = n
+        .checked_mul(per_unit_ms)
+        .ok_or_else(|| "is too long".to_owned())?;
     if ms == 0 {
         return Err("must be longer than zero".to_owned());
     }
@@ -501,7 +559,9 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
 /// Parses `1048576`, `512KiB`, `1MiB`, `1MB`, `2GiB`.
 fn parse_size(value: &str) -> Result<usize, String> {
     let problem = || "must be a size such as 1MiB, 512KiB or 1048576".to_owned();
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
     let n: usize = number.parse().map_err(|_| problem())?;
     let multiplier: usize = match unit.trim() {
@@ -522,8 +582,12 @@ fn parse_size(value: &str) -> Result<usize, String> {
 }
 
 fn is_cidr(value: &str) -> bool {
-    let (addr, prefix) = value.split_once('/').map_or((value, None), |(a, p)| (a, Some(p)));
-    let Ok(ip) = addr.parse::<std::net::IpAddr>() else { return false };
+    let (addr, prefix) = value
+        .split_once('/')
+        .map_or((value, None), |(a, p)| (a, Some(p)));
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
 }
@@ -533,7 +597,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -541,7 +608,10 @@ mod tests {
         let config = Config::from_vars(&vars(&[])).unwrap();
         assert_eq!(config.environment, Environment::Development);
         assert_eq!(config.bind_addr.port(), 8080);
-        assert_eq!(config.database_url, DatabaseUrl::Sqlite("sqlite://./data/reference.db".into()));
+        assert_eq!(
+            config.database_url,
+            DatabaseUrl::Sqlite("sqlite://./data/reference.db".into())
+        );
         assert!(config.jwt_secret_generated);
         assert!(config.jwt_secret.expose().len() >= 32);
         assert_eq!(config.rate_limit_burst, 60);
@@ -566,7 +636,10 @@ mod tests {
         ]))
         .unwrap_err();
         let named: Vec<_> = errors.0.iter().map(|e| e.variable).collect();
-        assert_eq!(named, ["BIND_ADDR", "DATABASE_URL", "LOG_FORMAT", "REQUEST_TIMEOUT"]);
+        assert_eq!(
+            named,
+            ["BIND_ADDR", "DATABASE_URL", "LOG_FORMAT", "REQUEST_TIMEOUT"]
+        );
         assert_eq!(errors.to_string().lines().count(), 4);
     }
 
@@ -574,18 +647,30 @@ mod tests {
     fn short_jwt_secret_is_refused_for_the_algorithm() {
         let secret = "x".repeat(40);
         assert!(Config::from_vars(&vars(&[("JWT_SECRET", &secret)])).is_ok());
-        let errors = Config::from_vars(&vars(&[("JWT_SECRET", &secret), ("JWT_ALGORITHM", "HS384")])).unwrap_err();
+        let errors = Config::from_vars(&vars(&[
+            ("JWT_SECRET", &secret),
+            ("JWT_ALGORITHM", "HS384"),
+        ]))
+        .unwrap_err();
         assert_eq!(errors.0[0].variable, "JWT_SECRET");
     }
 
     #[test]
     fn secrets_never_show_in_debug_or_errors() {
         let url = "postgres://app:hunter2-password@db/app";
-        let config = Config::from_vars(&vars(&[("DATABASE_URL", url), ("JWT_SECRET", &"s3cr3t".repeat(8))])).unwrap();
+        let config = Config::from_vars(&vars(&[
+            ("DATABASE_URL", url),
+            ("JWT_SECRET", &"s3cr3t".repeat(8)),
+        ]))
+        .unwrap();
         let shown = format!("{config:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
 
-        let errors = Config::from_vars(&vars(&[("DATABASE_URL", "mysql://u:hunter2@db/app")])).unwrap_err();
+        let errors =
+            Config::from_vars(&vars(&[("DATABASE_URL", "mysql://u:hunter2@db/app")])).unwrap_err();
         assert!(!errors.to_string().contains("hunter2"));
     }
 
@@ -606,7 +691,9 @@ mod tests {
 
     #[test]
     fn trusted_proxies_must_be_cidrs() {
-        assert!(Config::from_vars(&vars(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1, fd00::/8")])).is_ok());
+        assert!(
+            Config::from_vars(&vars(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1, fd00::/8")])).is_ok()
+        );
         let errors = Config::from_vars(&vars(&[("TRUSTED_PROXIES", "10.0.0.0/33")])).unwrap_err();
         assert_eq!(errors.0[0].variable, "TRUSTED_PROXIES");
     }

@@ -18,13 +18,18 @@ use crate::AppState;
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/health/live", get(live)).route("/health/ready", get(ready))
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
 }
 
 fn health(status: StatusCode, body: &'static str) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "application/health+json"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "application/health+json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         body,
     )
         .into_response()
@@ -36,7 +41,10 @@ async fn live() -> Response {
 
 async fn ready(State(state): State<AppState>) -> Response {
     if state.is_draining() {
-        return health(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"fail","output":"draining"}"#);
+        return health(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"fail","output":"draining"}"#,
+        );
     }
     match tokio::time::timeout(READY_TIMEOUT, state.db().ping()).await {
         Ok(Ok(())) => health(StatusCode::OK, r#"{"status":"pass"}"#),

@@ -36,7 +36,13 @@ impl AppState {
     /// Bundles an opened (and migrated) database with the configuration.
     #[must_use]
     pub fn new(config: Config, db: Db) -> Self {
-        Self { inner: Arc::new(Inner { config, db, draining: AtomicBool::new(false) }) }
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                draining: AtomicBool::new(false),
+            }),
+        }
     }
 
     /// The configuration read at start-up.
@@ -116,12 +122,17 @@ pub async fn serve(
     let router = app(state.clone());
     let stop = async move {
         shutdown.await;
-        tracing::info!(drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX), "shutdown requested, draining");
+        tracing::info!(
+            drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+            "shutdown requested, draining"
+        );
         draining.start_draining();
         tokio::time::sleep(drain).await;
         tracing::info!("drain period over, closing the listener and finishing in-flight requests");
     };
-    axum::serve(listener, router).with_graceful_shutdown(stop).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await?;
     state.db().close().await;
     tracing::info!("stopped");
     Ok(())
@@ -134,17 +145,25 @@ pub async fn serve(
 /// When the database cannot be opened, the address cannot be bound, or serving fails.
 pub async fn run(config: Config) -> Result<(), StartError> {
     if config.jwt_secret_generated {
-        tracing::warn!("JWT_SECRET is not set: using a key generated for this process; tokens end with it");
+        tracing::warn!(
+            "JWT_SECRET is not set: using a key generated for this process; tokens end with it"
+        );
     }
     if config.audit_chain_key_generated {
-        tracing::warn!("AUDIT_CHAIN_KEY is not set: using a key generated for this process; set it to verify the audit chain later");
+        tracing::warn!(
+            "AUDIT_CHAIN_KEY is not set: using a key generated for this process; set it to verify the audit chain later"
+        );
     }
     let db = open_database(&config).await?;
     tracing::info!(backend = db.backend(), "database ready, migrations applied");
     let addr = config.bind_addr;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(%addr, "listening");
-    serve(listener, AppState::new(config, db), shutdown_signal()).await.map_err(StartError::Serve)
+    serve(listener, AppState::new(config, db), shutdown_signal())
+        .await
+        .map_err(StartError::Serve)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -31,7 +31,10 @@ fn main() -> ExitCode {
         }
     };
     reference_server::logging::init(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -41,7 +44,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => reference_server::run(config).await,
-            Command::Migrate => reference_server::open_database(&config).await.map(drop).map_err(Into::into),
+            Command::Migrate => reference_server::open_database(&config)
+                .await
+                .map(drop)
+                .map_err(Into::into),
         }
     });
     match result {

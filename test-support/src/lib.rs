@@ -22,7 +22,9 @@ mod proxy;
 mod services;
 
 pub use proxy::{FaultProxy, ProxyMode};
-pub use services::{PgDatabase, RedisSlice, postgres, postgres_admin_url, redis, redis_url, services_required};
+pub use services::{
+    PgDatabase, RedisSlice, postgres, postgres_admin_url, redis, redis_url, services_required,
+};
 
 /// Unwraps the `Option` from [`postgres`] or [`redis`], or returns from the test when the service is missing
 /// (the helper has already printed why, and has panicked instead when `REQUIRE_SERVICES=1`).

@@ -41,7 +41,11 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, mode_rx) = watch::channel(ProxyMode::Pass);
         let accept_task = tokio::spawn(accept_loop(listener, target, mode_rx));
-        Ok(Self { addr, mode, accept_task })
+        Ok(Self {
+            addr,
+            mode,
+            accept_task,
+        })
     }
 
     /// Starts a proxy in front of the service named by a URL such as `postgres://user@127.0.0.1:5432/db` and
@@ -51,16 +55,28 @@ impl FaultProxy {
     ///
     /// When the URL has no `host:port` that resolves, or no loopback port can be bound.
     pub async fn in_front_of(url: &str) -> std::io::Result<(Self, String)> {
-        let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "URL without host:port");
+        let invalid =
+            || std::io::Error::new(std::io::ErrorKind::InvalidInput, "URL without host:port");
         let after_scheme = url.find("://").map(|i| i + 3).ok_or_else(invalid)?;
         let rest = &url[after_scheme..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-        let target = tokio::net::lookup_host(host_port).await?.next().ok_or_else(invalid)?;
+        let target = tokio::net::lookup_host(host_port)
+            .await?
+            .next()
+            .ok_or_else(invalid)?;
         let proxy = Self::start(target).await?;
-        let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
-        let proxied = format!("{}{user}{}{}", &url[..after_scheme], proxy.addr, &rest[authority_end..]);
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"))
+            .unwrap_or_default();
+        let proxied = format!(
+            "{}{user}{}{}",
+            &url[..after_scheme],
+            proxy.addr,
+            &rest[authority_end..]
+        );
         Ok((proxy, proxied))
     }
 
@@ -101,7 +117,9 @@ impl Drop for FaultProxy {
 
 async fn accept_loop(listener: TcpListener, target: SocketAddr, mode: watch::Receiver<ProxyMode>) {
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
         let current = *mode.borrow();
         match current {
             ProxyMode::Refuse => {
@@ -177,9 +195,12 @@ mod tests {
         let mut conn = TcpStream::connect(addr).await?;
         conn.write_all(b"ping").await?;
         let mut buf = vec![0u8; 4];
-        tokio::time::timeout(std::time::Duration::from_millis(500), conn.read_exact(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "stalled"))??;
+        tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            conn.read_exact(&mut buf),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "stalled"))??;
         Ok(buf)
     }
 
@@ -209,8 +230,13 @@ mod tests {
 
         proxy.cut();
         let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(std::time::Duration::from_secs(2), conn.read(&mut buf)).await.unwrap();
-        assert!(matches!(read, Ok(0) | Err(_)), "the open connection should be closed, got {read:?}");
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), conn.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the open connection should be closed, got {read:?}"
+        );
     }
 
     #[tokio::test]
@@ -218,6 +244,12 @@ mod tests {
         let target = echo_server().await;
         let url = format!("postgres://postgres@{target}/somedb?sslmode=disable");
         let (proxy, proxied) = FaultProxy::in_front_of(&url).await.unwrap();
-        assert_eq!(proxied, format!("postgres://postgres@{}/somedb?sslmode=disable", proxy.addr()));
+        assert_eq!(
+            proxied,
+            format!(
+                "postgres://postgres@{}/somedb?sslmode=disable",
+                proxy.addr()
+            )
+        );
     }
 }

@@ -22,14 +22,23 @@ pub fn services_required() -> bool {
 
 /// A name no other test of this run, or of a concurrent run, will pick.
 fn unique_name(kind: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-    format!("{kind}_{}_{}_{seq}", std::process::id(), nanos % 1_000_000_000_000)
+    format!(
+        "{kind}_{}_{}_{seq}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 fn unavailable<T>(service: &str, why: &str) -> Option<T> {
     let message = format!("{service} unavailable for this test: {why}");
-    assert!(!services_required(), "{message} (REQUIRE_SERVICES=1, so this fails instead of skipping)");
+    assert!(
+        !services_required(),
+        "{message} (REQUIRE_SERVICES=1, so this fails instead of skipping)"
+    );
     eprintln!("skipped: {message}");
     None
 }
@@ -45,7 +54,9 @@ pub fn postgres_admin_url() -> String {
 
 /// Replaces the database name (the path) of a PostgreSQL URL, keeping any query string.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_start = base.find("://").map_or(0, |i| i + 3);
     let root = match base[authority_start..].find('/') {
         Some(slash) => &base[..authority_start + slash],
@@ -85,12 +96,17 @@ impl Drop for PgDatabase {
         let admin_url = self.admin_url.clone();
         let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async move {
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut conn)
+                        .await;
                     let _ = conn.close().await;
                 }
             });
@@ -109,11 +125,12 @@ impl Drop for PgDatabase {
 /// database.
 pub async fn postgres() -> Option<PgDatabase> {
     let admin_url = postgres_admin_url();
-    let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&admin_url)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return unavailable("PostgreSQL", &format!("cannot connect: {e}")),
-        Err(_) => return unavailable("PostgreSQL", "connect timed out"),
-    };
+    let mut conn =
+        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&admin_url)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return unavailable("PostgreSQL", &format!("cannot connect: {e}")),
+            Err(_) => return unavailable("PostgreSQL", "connect timed out"),
+        };
     let name = unique_name("test");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
@@ -121,7 +138,11 @@ pub async fn postgres() -> Option<PgDatabase> {
         .expect("PostgreSQL answered but refused CREATE DATABASE");
     let _ = conn.close().await;
     let url = with_database(&admin_url, &name);
-    Some(PgDatabase { admin_url, name, url })
+    Some(PgDatabase {
+        admin_url,
+        name,
+        url,
+    })
 }
 
 /// The Redis URL tests use: `REDIS_URL`, or the machine's local server.
@@ -164,7 +185,9 @@ impl RedisSlice {
     /// When the server answered a moment ago and no longer does.
     pub async fn connection(&self) -> redis::aio::ConnectionManager {
         let client = redis::Client::open(self.url.as_str()).expect("a valid Redis URL");
-        redis::aio::ConnectionManager::new(client).await.expect("Redis answered a moment ago")
+        redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("Redis answered a moment ago")
     }
 }
 
@@ -173,8 +196,12 @@ impl Drop for RedisSlice {
         let url = self.url.clone();
         let pattern = format!("{}*", self.prefix);
         let cleanup = std::thread::spawn(move || {
-            let Ok(client) = redis::Client::open(url.as_str()) else { return };
-            let Ok(mut conn) = client.get_connection_with_timeout(CONNECT_TIMEOUT) else { return };
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection_with_timeout(CONNECT_TIMEOUT) else {
+                return;
+            };
             let keys: Vec<String> = match redis::cmd("KEYS").arg(&pattern).query(&mut conn) {
                 Ok(keys) => keys,
                 Err(_) => return,
@@ -220,8 +247,14 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced_and_query_kept() {
-        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 

@@ -10,13 +10,18 @@ async fn each_test_gets_its_own_postgres_database_dropped_afterwards() {
     assert_ne!(db.name(), other.name());
 
     let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
-    let row = sqlx::query("SELECT current_database() AS name").fetch_one(&mut conn).await.unwrap();
+    let row = sqlx::query("SELECT current_database() AS name")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(row.get::<String, _>("name"), db.name());
     conn.close().await.unwrap();
 
     let name = db.name().to_owned();
     drop(db);
-    let mut admin = sqlx::PgConnection::connect(&test_support::postgres_admin_url()).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&test_support::postgres_admin_url())
+        .await
+        .unwrap();
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
         .bind(&name)
         .fetch_one(&mut admin)
@@ -41,13 +46,18 @@ async fn each_test_gets_its_own_redis_prefix_cleaned_afterwards() {
 
     drop(slice);
     let after: Option<String> = conn.get(&key).await.unwrap();
-    assert_eq!(after, None, "the prefix's keys should be deleted with its guard");
+    assert_eq!(
+        after, None,
+        "the prefix's keys should be deleted with its guard"
+    );
 }
 
 #[tokio::test]
 async fn fault_proxy_cuts_and_restores_postgres() {
     let db = test_support::require!(test_support::postgres().await);
-    let (proxy, url) = test_support::FaultProxy::in_front_of(db.url()).await.unwrap();
+    let (proxy, url) = test_support::FaultProxy::in_front_of(db.url())
+        .await
+        .unwrap();
 
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query("SELECT 1").execute(&mut conn).await.unwrap();

@@ -1,0 +1,106 @@
+//! Shared helpers of the server's integration tests: a server on each backend, and raw HTTP over loopback.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // test helpers: a failure here is a failed test
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use reference_server::AppState;
+use reference_server::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+/// Which database a test runs the server on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running application state with what keeps its database alive.
+pub struct TestServer {
+    pub state: AppState,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg: Option<test_support::PgDatabase>,
+}
+
+pub fn config(extra: &[(&str, &str)]) -> Config {
+    let vars: HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_vars(&vars).expect("test configuration is valid")
+}
+
+/// Opens and migrates a fresh database on `backend` (None when PostgreSQL is missing and not required).
+pub async fn server(backend: Backend, extra: &[(&str, &str)]) -> Option<TestServer> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/reference.db", dir.path().display());
+            Some(server_at(&url, extra, Some(dir), None).await)
+        }
+        Backend::Postgres => {
+            let db = test_support::postgres().await?;
+            let url = db.url().to_owned();
+            Some(server_at(&url, extra, None, Some(db)).await)
+        }
+    }
+}
+
+/// Opens and migrates the database at `url` (for tests that route it through a proxy).
+pub async fn server_at(
+    url: &str,
+    extra: &[(&str, &str)],
+    sqlite_dir: Option<tempfile::TempDir>,
+    pg: Option<test_support::PgDatabase>,
+) -> TestServer {
+    let mut vars = vec![("DATABASE_URL", url)];
+    vars.extend_from_slice(extra);
+    let config = config(&vars);
+    let db = reference_server::open_database(&config)
+        .await
+        .expect("database opens and migrates");
+    TestServer {
+        state: AppState::new(config, db),
+        _sqlite_dir: sqlite_dir,
+        _pg: pg,
+    }
+}
+
+/// Sends one GET through the whole application, in process.
+pub async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
+    let response = reference_server::app(state.clone())
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends one HTTP/1.1 GET over a real socket; `None` when the connection fails.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .ok()
+        .flatten()
+}
