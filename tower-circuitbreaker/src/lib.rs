@@ -1,10 +1,112 @@
-//! Circuit breakers for calls from a tower service to other systems (accounting, bank and payment APIs).
+//! Circuit breakers for calls from a tower service to other systems: stop calling a failing upstream, answer
+//! at once, probe carefully, and show the state to health checks and metrics.
 //!
-//! This crate will hold: a breaker state machine (closed, open, half-open, forced-open, disabled,
-//! metrics-only) that trips on consecutive failures or a failure rate over a sliding window; half-open probes;
-//! exponential back-off of the open duration; generations so that late results cannot decide the current state;
-//! a registry of named breakers with snapshots and transition events; and a tower layer whose closed path
-//! touches atomics only.
+//! # Example
 //!
-//! Status: planned (issue 4). No API is published yet.
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_circuitbreaker::{Breaker, BreakerConfig, HttpCircuitBreakerLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let breaker = Breaker::new("bank-api", BreakerConfig::default()).unwrap();
+//! let upstream = service_fn(|_req: Request<String>| async {
+//!     let mut res = Response::new(String::from("down"));
+//!     *res.status_mut() = StatusCode::BAD_GATEWAY;
+//!     Ok::<_, Infallible>(res)
+//! });
+//! let svc = ServiceBuilder::new().layer(HttpCircuitBreakerLayer::new(breaker.clone())).service(upstream);
+//!
+//! // Five 502s in a row open the circuit (the default) ...
+//! for _ in 0..5 {
+//!     let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+//!     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+//! }
+//! // ... and the next call is answered at once, without calling the upstream.
+//! let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! assert_eq!(res.headers()["retry-after"], "60");
+//! assert_eq!(res.headers()["content-type"], "application/problem+json");
+//! assert_eq!(breaker.snapshot().rejected, 1);
+//! # }
+//! ```
+//!
+//! # What it does
+//!
+//! - States: [`BreakerState::Closed`], `Open`, `HalfOpen`, and the manual `ForcedOpen`, `Disabled` and
+//!   `MetricsOnly` ([`Breaker::force_open`], [`Breaker::disable`], [`Breaker::metrics_only`],
+//!   [`Breaker::reset`]).
+//! - Trips on N consecutive failures *or* a failure rate (or slow-call rate) over a count- or time-based
+//!   sliding [`Window`] once it holds a minimum number of calls ([`BreakerConfig`]).
+//! - Half-open admits a configured number of probes at once; all must succeed to close, the first failure
+//!   reopens with an exponentially backed-off, capped, optionally jittered open duration ([`Backoff`]); a
+//!   probe that hangs past the maximum wait reopens the circuit.
+//! - Outcomes are success, failure or ignored ([`Outcome`]); a failure carrying `Retry-After` keeps the
+//!   circuit open at least that long.
+//! - Every call carries the generation it started in: a result from an earlier state decides nothing.
+//! - [`Breaker::snapshot`] and [`Breaker::subscribe`] (transition events) feed health checks and metrics;
+//!   [`BreakerRegistry`] keeps named breakers and retires idle ones.
+//! - The closed path reads and updates atomics only (per-thread stripes of counters, no mutex, no
+//!   allocation); the layers' futures are named types.
+//!
+//! # Layers
+//!
+//! | layer | refusal | classification |
+//! |---|---|---|
+//! | [`CircuitBreakerLayer`] (any request type) | `Err(BoxError)` holding [`CircuitOpen`] | `Ok` success, `Err` failure, or any [`Classify`] |
+//! | [`HttpCircuitBreakerLayer`] (`http::Request`) | 503 problem+json with `Retry-After`, or your fallback; `S::Error` kept | [`HttpClassifier`]: 5xx, 429, errors fail; other 4xx ignored |
+//!
+//! # Feature flags
+//!
+//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body` and the tower traits.
+//!
+//! # Pitfalls
+//!
+//! - Put the breaker *outside* a timeout layer on the upstream call, so a timeout reaches it as a failure.
+//! - The default clock is tokio's; in tests with `start_paused` it follows `tokio::time::advance`. Any other
+//!   clock must be monotonic ([`Clock`]).
+//! - Clones of a breaker, a layer or a service share one state. Breakers stay per process (as in
+//!   resilience4j); each instance of a service decides on its own calls.
+//! - An open circuit reads `Open` until a call arrives after its open time: the move to half-open is made by
+//!   that call. [`Snapshot::next_probe_in`] tells how long is left.
+//! - Registry names should come from configuration, not from request data: each name keeps a breaker until
+//!   retired.
 #![forbid(unsafe_code)]
+
+mod body;
+mod classify;
+mod clock;
+mod config;
+mod error;
+mod future;
+mod http_layer;
+mod layer;
+mod registry;
+mod state;
+mod window;
+
+pub use crate::body::ResponseBody;
+pub use crate::classify::{
+    Classify, DefaultClassifier, HttpClassifier, classify_status, retry_after,
+};
+pub use crate::clock::{Clock, ManualClock, TokioClock};
+pub use crate::config::{Backoff, BreakerConfig, Window};
+pub use crate::error::{CircuitOpen, ConfigError};
+pub use crate::future::{HttpResponseFuture, ResponseFuture};
+pub use crate::http_layer::{
+    FallbackFn, HttpCircuitBreaker, HttpCircuitBreakerLayer, problem_response,
+};
+pub use crate::layer::{CircuitBreaker, CircuitBreakerLayer};
+pub use crate::registry::BreakerRegistry;
+pub use crate::state::{
+    Breaker, BreakerState, Outcome, Permit, Snapshot, Transition, is_legal_transition,
+};
+
+/// The error type of the generic layer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,134 @@
+//! Time sources for a breaker: tokio's clock by default, a manual clock for tests.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A monotonic time source: the time elapsed since a fixed origin of the clock's choosing.
+///
+/// It must never run backwards; a breaker compares readings to decide when a circuit may be probed.
+pub trait Clock: Send + Sync + 'static {
+    /// The time elapsed since this clock's origin.
+    fn now(&self) -> Duration;
+}
+
+/// tokio's monotonic clock ([`tokio::time::Instant`]), the default.
+///
+/// Outside a runtime, and in a runtime whose time is not paused, it reads the system's monotonic clock; in a
+/// test with `#[tokio::test(start_paused = true)]` it follows `tokio::time::advance`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock whose origin is now.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    #[inline]
+    fn now(&self) -> Duration {
+        // `elapsed` saturates at zero, so this never runs backwards.
+        self.origin.elapsed()
+    }
+}
+
+/// A clock that moves only when told to: for tests and simulations. Clones share one time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at time zero.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward by `by` (saturating at `u64::MAX` nanoseconds).
+    pub fn advance(&self, by: Duration) {
+        let by = duration_to_nanos(by);
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_add(by))
+            });
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Acquire))
+    }
+}
+
+/// The clock a breaker holds: the default one inline (no dynamic call on the hot path), any other behind a
+/// pointer.
+#[derive(Clone)]
+pub(crate) enum ClockSource {
+    Tokio(TokioClock),
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockSource {
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        let now = match self {
+            Self::Tokio(c) => c.now(),
+            Self::Custom(c) => c.now(),
+        };
+        duration_to_nanos(now)
+    }
+}
+
+impl fmt::Debug for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tokio(c) => c.fmt(f),
+            Self::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+/// Whole nanoseconds of `d`, saturating (585 years fit in a `u64`).
+#[inline]
+pub(crate) fn duration_to_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_clones_share_time_and_saturate() {
+        let a = ManualClock::new();
+        let b = a.clone();
+        a.advance(Duration::from_secs(3));
+        assert_eq!(b.now(), Duration::from_secs(3));
+        b.advance(Duration::MAX);
+        assert_eq!(a.now(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let c = TokioClock::new();
+        assert_eq!(c.now(), Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(c.now(), Duration::from_secs(60));
+    }
+}
