@@ -1,10 +1,28 @@
 //! Liveness, readiness, startup and status probes that answer from a cache of concurrently run checks.
-//!
-//! This crate will hold: a registry of named checks, each critical or not with its own timeout and interval,
-//! run concurrently and refreshed in the background; aggregation into `application/health+json`
-//! (draft-inadarei-api-health-check); `/health/live`, `/health/ready`, `/health/startup` and `/health/status`
-//! as a tower service and an axum router; a drain helper for graceful shutdown; and built-in checks for sqlx
-//! pools, Redis and disk space.
-//!
-//! Status: planned (issue 6). No API is published yet.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod check;
+mod clock;
+mod error;
+mod observation;
+mod policy;
+mod registry;
+mod report;
+mod response;
+mod service;
+mod status;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod checks;
+
+pub use check::{Check, CheckFn, CheckFuture, SnapshotFn, check_fn, snapshot_fn};
+pub use clock::WallClock;
+pub use error::ConfigError;
+pub use observation::{Measurement, Observation};
+pub use policy::DetailPolicy;
+pub use registry::{CheckOptions, Health, HealthBuilder, Refresher};
+pub use response::{Endpoint, HEALTH_JSON, HealthResponse};
+pub use service::{EndpointService, HealthService};
+pub use status::{ComponentType, Status, aggregate};
