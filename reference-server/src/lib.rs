@@ -4,10 +4,15 @@
 //! is what `main` calls: connect, migrate, bind, serve, and drain on SIGTERM or Ctrl-C.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod domain;
+pub mod error;
 pub mod health;
 pub mod logging;
+pub mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::token::KeyRing;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 
@@ -29,6 +36,8 @@ pub struct AppState {
 struct Inner {
     config: Config,
     db: Db,
+    keys: KeyRing,
+    clock: Clock,
     draining: AtomicBool,
 }
 
@@ -36,13 +45,35 @@ impl AppState {
     /// Bundles an opened (and migrated) database with the configuration.
     #[must_use]
     pub fn new(config: Config, db: Db) -> Self {
+        Self::with_clock(config, db, Clock::default())
+    }
+
+    /// As [`AppState::new`], with a clock that tests can move forward.
+    #[must_use]
+    pub fn with_clock(config: Config, db: Db, clock: Clock) -> Self {
+        let keys = KeyRing::from_config(&config);
+        let draining = AtomicBool::new(false);
         Self {
             inner: Arc::new(Inner {
                 config,
                 db,
-                draining: AtomicBool::new(false),
+                keys,
+                clock,
+                draining,
             }),
         }
+    }
+
+    /// The access-token keys.
+    #[must_use]
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    /// The domain's clock.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// The configuration read at start-up.
@@ -71,7 +102,17 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(health::router()).with_state(state)
+    let api = Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .merge(health::router())
+        .merge(api)
+        .with_state(state)
 }
 
 /// Why the server could not start or stopped with an error.

@@ -142,3 +142,17 @@ impl Db {
         }
     }
 }
+
+/// Runs the same code on whichever pool `db` holds: `with_pool!(db, |pool| sqlx::query("...").execute(pool))`.
+///
+/// The body is compiled once per backend, so one SQL text (with `$1`-style parameters, which SQLite reads as
+/// numbered parameters too) and one set of Rust types serve both; where the SQL must differ, match on [`Db`].
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}

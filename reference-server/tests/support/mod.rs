@@ -83,6 +83,38 @@ pub async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Sends one request through the whole application, in process, with an optional bearer token and JSON body;
+/// answers the status and the JSON body (`Null` when empty or not JSON).
+pub async fn call(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(json) => request
+            .header("content-type", "application/json")
+            .body(Body::from(json.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = reference_server::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// Sends one HTTP/1.1 GET over a real socket; `None` when the connection fails.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let exchange = async {

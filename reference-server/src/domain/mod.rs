@@ -1,0 +1,3 @@
+//! The domain: rules and queries, no HTTP types.
+
+pub mod identity;

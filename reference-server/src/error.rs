@@ -1,0 +1,191 @@
+//! One error type for handlers, answered as RFC 9457 problem details (`application/problem+json`).
+//!
+//! The client gets a stable `type` and a title; an internal error's cause goes to the log only.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+
+/// One field or rule at fault in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// A stable code (`required`, `too_short`, `BR-CO-10`, ...).
+    pub code: String,
+    /// A JSON pointer to the field.
+    pub path: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    #[must_use]
+    pub fn new(code: &str, path: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The body or parameters are malformed or break a rule (422).
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// The body is not the JSON the route takes (400, or 415 for another content type).
+    #[error("bad request: {0}")]
+    BadRequest(String, StatusCode),
+    /// No valid credentials, or credentials that were refused (401). Never says which.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Authenticated, but the role does not allow this (403).
+    #[error("forbidden")]
+    Forbidden,
+    /// Nothing here, or nothing this tenant may see (404).
+    #[error("not found")]
+    NotFound,
+    /// The request conflicts with the current state (409).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// A failure of ours; the cause is logged, never sent (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = match &rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::BadRequest(rejection.body_text(), status)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+/// Builds a problem+json response.
+#[must_use]
+pub fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: Option<String>,
+    errors: &[FieldError],
+) -> Response {
+    let body = Problem {
+        kind,
+        title,
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        json,
+    )
+        .into_response()
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Validation(errors) => {
+                let detail = format!(
+                    "{} rule violation{}",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                );
+                problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "/problems/validation",
+                    "The request is not valid",
+                    Some(detail),
+                    &errors,
+                )
+            }
+            Self::BadRequest(detail, status) => problem(
+                status,
+                "/problems/validation",
+                "The request body is not valid JSON for this route",
+                Some(detail),
+                &[],
+            ),
+            Self::Unauthorized => problem(
+                StatusCode::UNAUTHORIZED,
+                "/problems/unauthorized",
+                "Authentication failed",
+                Some("the credentials or token were not accepted".to_owned()),
+                &[],
+            ),
+            Self::Forbidden => problem(
+                StatusCode::FORBIDDEN,
+                "/problems/forbidden",
+                "Your role does not allow this",
+                None,
+                &[],
+            ),
+            Self::NotFound => problem(
+                StatusCode::NOT_FOUND,
+                "/problems/not-found",
+                "Not found",
+                None,
+                &[],
+            ),
+            Self::Conflict(what) => problem(
+                StatusCode::CONFLICT,
+                "/problems/conflict",
+                "Conflict",
+                Some(what.to_owned()),
+                &[],
+            ),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "/problems/internal",
+                    "Internal error",
+                    None,
+                    &[],
+                )
+            }
+        }
+    }
+}
+
+/// `axum::Json` whose rejections answer problem+json like every other error.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct JsonBody<T>(pub T);

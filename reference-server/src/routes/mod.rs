@@ -1,0 +1,5 @@
+//! HTTP routes: one file per resource. Each handler extracts, calls the domain, and answers; errors are
+//! problem+json through [`crate::error::AppError`].
+
+pub mod auth;
+pub mod users;

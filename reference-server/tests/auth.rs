@@ -1,0 +1,420 @@
+//! Sign-in, sessions and tokens, end to end through the HTTP API, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is a failed test
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use support::{Backend, TestServer, call, server};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn register(server: &TestServer, org: &str, email: &str) -> Value {
+    let (status, body) = call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"organization_name": org, "name": "Olive Owner", "email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+async fn login(server: &TestServer, email: &str, password: &str) -> (StatusCode, Value) {
+    call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+fn access(tokens: &Value) -> &str {
+    tokens["access_token"].as_str().unwrap()
+}
+
+fn refresh_token(tokens: &Value) -> &str {
+    tokens["refresh_token"].as_str().unwrap()
+}
+
+async fn me(server: &TestServer, token: &str) -> StatusCode {
+    call(&server.state, "GET", "/api/v1/users/me", Some(token), None)
+        .await
+        .0
+}
+
+async fn refresh(server: &TestServer, token: &str) -> (StatusCode, Value) {
+    call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": token})),
+    )
+    .await
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
+        }
+    };
+}
+
+on_both_backends!(
+    register_then_login_gives_tokens_that_open_protected_routes,
+    unknown_account_and_wrong_password_get_the_same_answer,
+    refresh_rotates_and_a_reused_token_revokes_the_whole_family,
+    password_change_ends_the_other_sessions,
+    idle_timeout_ends_a_session,
+    sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_until_the_owner_unlocks,
+    logout_ends_this_session_and_logout_all_ends_every_session,
+    expired_and_forged_tokens_are_refused,
+    bad_bodies_get_problem_answers_and_write_nothing,
+    another_tenants_user_is_not_found,
+);
+
+async fn register_then_login_gives_tokens_that_open_protected_routes(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let registered = register(&server, "Acme Pty Ltd", "Olive@Example.com").await;
+    assert_eq!(registered["token_type"], "Bearer");
+    assert_eq!(registered["expires_in"], 900);
+    assert_eq!(refresh_token(&registered).len(), 64);
+    assert_eq!(me(&server, access(&registered)).await, StatusCode::OK);
+
+    let (status, tokens) = login(&server, "olive@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, body) = call(
+        &server.state,
+        "GET",
+        "/api/v1/users/me",
+        Some(access(&tokens)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["email"], "olive@example.com");
+    assert_eq!(body["role"], "owner");
+
+    assert_eq!(
+        call(&server.state, "GET", "/api/v1/users/me", None, None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn unknown_account_and_wrong_password_get_the_same_answer(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    register(&server, "Acme", "olive@example.com").await;
+    let wrong_password = login(&server, "olive@example.com", "not the password at all").await;
+    let unknown = login(&server, "nobody@example.com", PASSWORD).await;
+    assert_eq!(wrong_password.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong_password, unknown);
+    assert_eq!(unknown.1["type"], "/problems/unauthorized");
+}
+
+async fn refresh_rotates_and_a_reused_token_revokes_the_whole_family(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let first = register(&server, "Acme", "olive@example.com").await;
+
+    let (status, second) = refresh(&server, refresh_token(&first)).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(refresh_token(&second), refresh_token(&first));
+    let (status, third) = refresh(&server, refresh_token(&second)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The first token comes back: a thief or a replay. The whole session ends.
+    assert_eq!(
+        refresh(&server, refresh_token(&first)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh(&server, refresh_token(&third)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(me(&server, access(&third)).await, StatusCode::UNAUTHORIZED);
+
+    // Another session of the same user is untouched.
+    let (_, other) = login(&server, "olive@example.com", PASSWORD).await;
+    assert_eq!(me(&server, access(&other)).await, StatusCode::OK);
+}
+
+async fn password_change_ends_the_other_sessions(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let here = register(&server, "Acme", "olive@example.com").await;
+    let (_, elsewhere) = login(&server, "olive@example.com", PASSWORD).await;
+
+    let new_password = "a much longer and newer passphrase";
+    let (status, body) = call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/password",
+        Some(access(&here)),
+        Some(json!({"current_password": PASSWORD, "new_password": new_password})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(me(&server, access(&here)).await, StatusCode::OK);
+    assert_eq!(
+        me(&server, access(&elsewhere)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refresh(&server, refresh_token(&elsewhere)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&server, "olive@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&server, "olive@example.com", new_password).await.0,
+        StatusCode::OK
+    );
+}
+
+async fn idle_timeout_ends_a_session(backend: Backend) {
+    let server = test_support::require!(
+        server(
+            backend,
+            &[("ACCESS_TOKEN_TTL", "1h"), ("SESSION_IDLE_TIMEOUT", "30m")]
+        )
+        .await
+    );
+    let tokens = register(&server, "Acme", "olive@example.com").await;
+    server.state.clock().advance(Duration::from_secs(29 * 60));
+    assert_eq!(
+        me(&server, access(&tokens)).await,
+        StatusCode::OK,
+        "used within the idle timeout"
+    );
+    server.state.clock().advance(Duration::from_secs(29 * 60));
+    assert_eq!(
+        me(&server, access(&tokens)).await,
+        StatusCode::OK,
+        "each use restarts the idle timeout"
+    );
+    server.state.clock().advance(Duration::from_secs(31 * 60));
+    assert_eq!(
+        me(&server, access(&tokens)).await,
+        StatusCode::UNAUTHORIZED,
+        "idle for 31 minutes"
+    );
+    assert_eq!(
+        refresh(&server, refresh_token(&tokens)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_until_the_owner_unlocks(
+    backend: Backend,
+) {
+    let server = test_support::require!(server(backend, &[("ACCESS_TOKEN_TTL", "1h")]).await);
+    let owner = register(&server, "Hotel", "owner@hotel.example").await;
+    let (status, staff) = call(
+        &server.state,
+        "POST",
+        "/api/v1/users",
+        Some(access(&owner)),
+        Some(json!({"email": "sam@hotel.example", "name": "Sam Staff", "role": "staff", "pin": "482913"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{staff}");
+    let pin = |pin: &'static str| {
+        let state = server.state.clone();
+        async move {
+            call(
+                &state,
+                "POST",
+                "/api/v1/auth/pin",
+                None,
+                Some(json!({"email": "sam@hotel.example", "pin": pin})),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(pin("482913").await, StatusCode::OK);
+    // The lockout counts per account: the source address plays no part, so a new IP changes nothing.
+    for _ in 0..5 {
+        assert_eq!(pin("000000").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        pin("482913").await,
+        StatusCode::UNAUTHORIZED,
+        "the sixth attempt is refused even with the right PIN"
+    );
+    server.state.clock().advance(Duration::from_secs(16 * 60));
+    assert_eq!(
+        pin("482913").await,
+        StatusCode::UNAUTHORIZED,
+        "a lock lasts until the owner lifts it"
+    );
+
+    let staff_id = staff["id"].as_str().unwrap();
+    let path = format!("/api/v1/users/{staff_id}/unlock-pin");
+    assert_eq!(
+        call(&server.state, "POST", &path, Some(access(&owner)), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(pin("482913").await, StatusCode::OK);
+}
+
+async fn logout_ends_this_session_and_logout_all_ends_every_session(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let a = register(&server, "Acme", "olive@example.com").await;
+    let (_, b) = login(&server, "olive@example.com", PASSWORD).await;
+    let (_, c) = login(&server, "olive@example.com", PASSWORD).await;
+
+    assert_eq!(
+        call(
+            &server.state,
+            "POST",
+            "/api/v1/auth/logout",
+            Some(access(&a)),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(me(&server, access(&a)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&server, access(&b)).await, StatusCode::OK);
+
+    let (status, _) = call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/logout",
+        Some(access(&b)),
+        Some(json!({"all": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(me(&server, access(&b)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&server, access(&c)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(&server, refresh_token(&c)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn expired_and_forged_tokens_are_refused(backend: Backend) {
+    let server = test_support::require!(server(backend, &[("SESSION_IDLE_TIMEOUT", "1h")]).await);
+    let tokens = register(&server, "Acme", "olive@example.com").await;
+    let token = access(&tokens);
+
+    // Tampered payload with the original signature.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_payload = parts[1].chars().rev().collect::<String>();
+    parts[1] = &forged_payload;
+    assert_eq!(
+        me(&server, &parts.join(".")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // alg none: header {"alg":"none","typ":"at+jwt"} and no signature.
+    let none = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.{}.",
+        token.split('.').nth(1).unwrap()
+    );
+    assert_eq!(me(&server, &none).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&server, "not-a-token").await, StatusCode::UNAUTHORIZED);
+
+    assert_eq!(me(&server, token).await, StatusCode::OK);
+    server
+        .state
+        .clock()
+        .advance(Duration::from_secs(15 * 60 + 31));
+    assert_eq!(
+        me(&server, token).await,
+        StatusCode::UNAUTHORIZED,
+        "expired past the 30 s leeway"
+    );
+}
+
+async fn bad_bodies_get_problem_answers_and_write_nothing(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let cases = [
+        json!({"organization_name": "", "name": "", "email": "no-at-sign", "password": "short"}),
+        json!({"organization_name": 42, "name": "x", "email": "a@b.c", "password": PASSWORD}),
+        json!({"organization_name": "x".repeat(10_000), "name": "x", "email": "a@b.example", "password": PASSWORD}),
+        json!({"unexpected": true}),
+        json!([1, 2, 3]),
+    ];
+    for body in cases {
+        let (status, problem) = call(
+            &server.state,
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            Some(body.clone()),
+        )
+        .await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+            "{body}: {status}"
+        );
+        assert_eq!(problem["type"], "/problems/validation", "{problem}");
+    }
+    let (status, problem) = call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"organization_name": "", "name": "", "email": "no-at-sign", "password": "short"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        problem["errors"].as_array().unwrap().len(),
+        4,
+        "every field at fault is reported: {problem}"
+    );
+
+    // Nothing was written: registering the address afterwards works.
+    register(&server, "Acme", "a@b.example").await;
+}
+
+async fn another_tenants_user_is_not_found(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let a = register(&server, "Org A", "owner@a.example").await;
+    let b = register(&server, "Org B", "owner@b.example").await;
+    let (_, staff_b) = call(
+        &server.state,
+        "POST",
+        "/api/v1/users",
+        Some(access(&b)),
+        Some(
+            json!({"email": "staff@b.example", "name": "Staff B", "role": "staff", "pin": "1234"}),
+        ),
+    )
+    .await;
+    let path = format!(
+        "/api/v1/users/{}/unlock-pin",
+        staff_b["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        call(&server.state, "POST", &path, Some(access(&a)), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&server.state, "POST", &path, Some(access(&b)), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+}
