@@ -7,8 +7,8 @@ use crate::check::{Check, CheckFuture};
 use crate::observation::{Measurement, Observation};
 
 /// Acquires a connection from the pool and pings the database over it (a real round trip on PostgreSQL and
-/// SQLite), reporting `responseTime` (ms, acquire plus ping) and `connections` (in use, with `idle`, `size`
-/// and `max` beside it).
+/// SQLite), reporting `responseTime` (ms, acquire plus ping) and `connections` (in use by the application when the
+/// check began, with `idle`, `size` and `max` beside it).
 ///
 /// Register it with `ComponentType::Datastore`. The registry's timeout bounds the whole run, so a pool whose
 /// `acquire_timeout` is longer cannot hold a probe's answer back: the probe reads the cache anyway.
@@ -40,6 +40,10 @@ impl<DB: Database> SqlxPoolCheck<DB> {
 impl<DB: Database> Check for SqlxPoolCheck<DB> {
     fn run(&self) -> CheckFuture<'_> {
         Box::pin(async move {
+            // The pool's figures before this check takes a connection: what the application is using. (After
+            // the ping, the connection goes back to the pool on a task of its own, so they would be off by one.)
+            let size = self.pool.size();
+            let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
             let started = Instant::now();
             let result = async {
                 let mut conn = self.pool.acquire().await?;
@@ -47,8 +51,6 @@ impl<DB: Database> Check for SqlxPoolCheck<DB> {
             }
             .await;
             let elapsed = started.elapsed();
-            let size = self.pool.size();
-            let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
             let connections = Measurement::new("connections")
                 .value(size.saturating_sub(idle))
                 .unit("connections")

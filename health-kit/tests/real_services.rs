@@ -1,0 +1,144 @@
+//! Built-in checks against the machine's real PostgreSQL, Redis and SQLite, with outages made by cutting a
+//! `FaultProxy` in front of the service (never by stopping the service).
+#![cfg(all(feature = "sqlx-postgres", feature = "sqlx-sqlite", feature = "redis"))]
+
+use std::time::Duration;
+
+use health_kit::checks::{RedisCheck, SqlxPoolCheck};
+use health_kit::{Check, CheckOptions, ComponentType, Health, Status};
+use http::StatusCode;
+use test_support::FaultProxy;
+use tokio::time::Instant;
+
+const INTERVAL: Duration = Duration::from_millis(300);
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// Scheduling slack on a shared 2-core machine, beyond the interval and the timeout.
+const SLACK: Duration = Duration::from_millis(700);
+
+fn options() -> CheckOptions {
+    CheckOptions::critical()
+        .interval(INTERVAL)
+        .timeout(TIMEOUT)
+        .component_type(ComponentType::Datastore)
+}
+
+/// Waits, polling the cache, until the check reports `want`; returns how long it took.
+async fn wait_for(health: &Health, name: &str, want: Status, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if health.check_status(name) == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{name} did not become {want} within {within:?}: {:?}",
+            health.check_observation(name)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Cuts the proxy: the check must fail within one interval (plus its timeout), ready must answer 503 while
+/// live answers 200; restores it: the check must pass again within one interval.
+async fn outage_and_recovery(health: &Health, name: &str, proxy: &FaultProxy) {
+    health.mark_started();
+    let refresher = health.spawn_refresher();
+    wait_for(health, name, Status::Pass, Duration::from_secs(5)).await;
+    assert_eq!(health.ready().status_code(), StatusCode::OK);
+
+    proxy.cut();
+    let took = wait_for(health, name, Status::Fail, INTERVAL + TIMEOUT + SLACK).await;
+    eprintln!("{name}: fail seen {took:?} after the cut");
+    assert_eq!(
+        health.ready().status_code(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(health.live().status_code(), StatusCode::OK);
+    assert!(
+        health
+            .check_observation(name)
+            .unwrap()
+            .output_text()
+            .is_some()
+    );
+
+    proxy.restore();
+    let took = wait_for(health, name, Status::Pass, INTERVAL + TIMEOUT + SLACK).await;
+    eprintln!("{name}: pass seen {took:?} after the restore");
+    assert_eq!(health.ready().status_code(), StatusCode::OK);
+    refresher.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cut_flips_the_check_to_fail_within_one_interval_and_back() {
+    let db = test_support::require!(test_support::postgres().await);
+    let (proxy, url) = FaultProxy::in_front_of(db.url()).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(TIMEOUT)
+        .connect(&url)
+        .await
+        .unwrap();
+    let health = Health::builder()
+        .check("postgres", SqlxPoolCheck::new(pool.clone()), options())
+        .build()
+        .unwrap();
+    outage_and_recovery(&health, "postgres", &proxy).await;
+
+    let observation = health.check_observation("postgres").unwrap();
+    let names: Vec<&str> = observation
+        .measurements()
+        .iter()
+        .map(|m| m.name())
+        .collect();
+    assert_eq!(names, ["responseTime", "connections"]);
+    let connections = &observation.measurements()[1];
+    assert_eq!(connections.fields()["max"], 2);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cut_flips_the_check_to_fail_within_one_interval_and_back() {
+    let redis = test_support::require!(test_support::redis().await);
+    let (proxy, url) = FaultProxy::in_front_of(redis.url()).await.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(1);
+    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .unwrap();
+    let health = Health::builder()
+        .check("redis", RedisCheck::new(conn), options())
+        .build()
+        .unwrap();
+    outage_and_recovery(&health, "redis", &proxy).await;
+
+    let observation = health.check_observation("redis").unwrap();
+    assert_eq!(observation.measurements()[0].name(), "responseTime");
+    assert_eq!(observation.measurements()[0].observed_unit(), Some("ms"));
+}
+
+#[tokio::test]
+async fn sqlite_pool_check_reports_round_trip_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(3)
+        .connect(&url)
+        .await
+        .unwrap();
+    let observation = SqlxPoolCheck::new(pool.clone()).run().await;
+    assert_eq!(observation.status(), Status::Pass, "{observation:?}");
+    let connections = &observation.measurements()[1];
+    assert_eq!(connections.fields()["max"], 3);
+    assert_eq!(
+        connections.observed_value().unwrap(),
+        0,
+        "the connection went back to the pool"
+    );
+    pool.close().await;
+    let closed = SqlxPoolCheck::new(pool).run().await;
+    assert_eq!(closed.status(), Status::Fail);
+}
