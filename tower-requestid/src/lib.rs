@@ -1,9 +1,91 @@
-//! Request ids and W3C trace context for tower services, with correlated JSON logs.
+//! Request ids and W3C trace context for tower services, with JSON logs that carry both on every line.
 //!
-//! This crate will hold: a layer that keeps a valid incoming `X-Request-ID` or makes a time-ordered one,
-//! records it on a span around the whole request and echoes it; an exact W3C `traceparent`/`tracestate`
-//! parser; an outbound layer that forwards both to upstream calls; and a one-call JSON logging set-up with
-//! `request_id` and `trace_id` as top-level fields, plus optional OpenTelemetry and Sentry wiring.
+//! [`RequestIdLayer`] keeps a valid incoming `X-Request-ID` or makes a UUIDv7, joins the caller's trace from
+//! `traceparent`, runs the request inside a span that records `request_id` and `trace_id`, and echoes the
+//! id. [`OutboundLayer`] forwards both on calls to upstream APIs. [`logging::init`] installs JSON logs with
+//! `request_id` and `trace_id` as top-level fields of every line.
 //!
-//! Status: planned (issue 5). No API is published yet.
+//! # Example
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_requestid::{RequestId, RequestIdLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), std::convert::Infallible> {
+//! let service = ServiceBuilder::new().layer(RequestIdLayer::new()).service(service_fn(
+//!     |req: Request<()>| async move {
+//!         let id = req.extensions().get::<RequestId>().cloned();
+//!         tracing::info!("handling"); // carries request_id and trace_id
+//!         Ok::<_, std::convert::Infallible>(Response::new(id.map(|id| id.to_string())))
+//!     },
+//! ));
+//!
+//! // A valid incoming id is kept and echoed.
+//! let req = Request::builder().header("x-request-id", "pay-sync-42").body(()).unwrap();
+//! let res = service.clone().oneshot(req).await?;
+//! assert_eq!(res.headers()["x-request-id"], "pay-sync-42");
+//! assert_eq!(res.body().as_deref(), Some("pay-sync-42"));
+//!
+//! // An invalid one is replaced by a UUIDv7, never echoed.
+//! let req = Request::builder().header("x-request-id", "a b").body(()).unwrap();
+//! let res = service.oneshot(req).await?;
+//! assert_eq!(res.headers()["x-request-id"].len(), 36);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `logging` | yes | [`logging::init`] and [`logging::JsonLayer`] (tracing-subscriber, serde_json) |
+//! | `axum` | no | [`RequestId`], [`TraceContext`] and [`RequestContext`] as axum extractors |
+//! | `opentelemetry` | no | the request span joins the caller's trace in OpenTelemetry; OTLP export from `OTEL_EXPORTER_OTLP_ENDPOINT` ([`otel`]) |
+//! | `sentry` | no | a Sentry hub per request with the request id as a tag on every event ([`sentry`]) |
+//!
+//! # Pitfalls
+//!
+//! - **Order.** Put [`RequestIdLayer`] outermost (first in a `ServiceBuilder`, last in axum's
+//!   `Router::layer` chain), so that every other layer's logs run inside its span and carry the id.
+//! - **Trust.** Incoming ids are kept when they pass the rule, but they come from the client: use them to
+//!   correlate, never to authorize. At the edge, [`RequestIdLayer::ignore_incoming`] makes every id ours.
+//! - **Spawned tasks.** The request span and [`RequestContext::current`] follow the request's own future.
+//!   Work moved to `tokio::spawn` needs `.instrument(Span::current())` and [`RequestContext::scope`].
+//! - **Span level.** The span is INFO by default; a filter above INFO drops it and the ids with it.
+//! - **Read the id from extensions** (or the axum extractor), not from the incoming header you are given:
+//!   the layer rewrites that header, but layers in front of it see the client's value.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "axum")]
+mod axum;
+mod context;
+mod future;
+mod id;
+mod layer;
+#[cfg(feature = "logging")]
+pub mod logging;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
+mod outbound;
+mod rng;
+#[cfg(feature = "sentry")]
+pub mod sentry;
+mod service;
+pub mod trace;
+
+#[cfg(feature = "axum")]
+pub use crate::axum::MissingRequestId;
+pub use crate::context::{RequestContext, Scoped};
+pub use crate::future::ResponseFuture;
+pub use crate::id::{InvalidRequestId, MAX_LEN, MakeRequestId, RequestId, Ulid, UuidV4, UuidV7};
+pub use crate::layer::{RequestIdLayer, X_REQUEST_ID};
+pub use crate::outbound::{Outbound, OutboundLayer, inject};
+pub use crate::service::RequestIdService;
+pub use crate::trace::{SpanId, TraceContext, TraceFlags, TraceId, TraceParent};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,56 @@
+//! The response future of [`RequestIdService`](crate::RequestIdService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderName, HeaderValue, Response};
+use tracing::Span;
+
+use crate::context::{self, RequestContext};
+
+pin_project_lite::pin_project! {
+    /// Polls the inner future inside the request span with the request context in place, then echoes the id.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        context: Option<RequestContext>,
+        echo: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(
+        inner: F,
+        span: Span,
+        context: Option<RequestContext>,
+        echo: (HeaderName, HeaderValue),
+    ) -> Self {
+        Self {
+            inner,
+            span,
+            context,
+            echo: Some(echo),
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _enter = this.span.enter();
+        let inner = this.inner;
+        let mut response = ready!(context::enter(this.context, || inner.poll(cx)))?;
+        if let Some((name, value)) = this.echo.take() {
+            response.headers_mut().insert(name, value);
+        }
+        Poll::Ready(Ok(response))
+    }
+}

@@ -1,0 +1,272 @@
+//! The request id type, the rule for incoming ids, and the generators (UUIDv7, UUIDv4, ULID).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+
+use crate::rng;
+use crate::trace::encode_hex_into;
+
+/// The longest incoming id the default rule keeps.
+pub const MAX_LEN: usize = 128;
+
+/// A request id: printable ASCII, cheap to clone (it shares the header's bytes).
+///
+/// The layer puts one into every request's extensions; `Display` writes the id as sent on the wire.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(HeaderValue);
+
+/// An id that the rule refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request id: expected 1 to 128 characters of A-Z a-z 0-9 . _ : -")]
+#[non_exhaustive]
+pub struct InvalidRequestId;
+
+impl RequestId {
+    /// The default rule for incoming ids: 1 to 128 characters of `[A-Za-z0-9._:-]`.
+    ///
+    /// Everything else (empty, too long, spaces, control characters, CR/LF, non-ASCII bytes, `/`, quotes) is
+    /// refused, so an id is always safe to put in a log line, a file name, a URL or a SQL comment.
+    #[must_use]
+    pub fn is_valid(bytes: &[u8]) -> bool {
+        !bytes.is_empty()
+            && bytes.len() <= MAX_LEN
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    }
+
+    /// An id from a header value, checked with [`RequestId::is_valid`].
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRequestId`] when the value breaks the rule.
+    pub fn from_header_value(value: HeaderValue) -> Result<Self, InvalidRequestId> {
+        if Self::is_valid(value.as_bytes()) {
+            Ok(Self(value))
+        } else {
+            Err(InvalidRequestId)
+        }
+    }
+
+    /// An id from a header value checked by a custom rule; the value must also be printable ASCII.
+    pub(crate) fn from_header_value_with(
+        value: &HeaderValue,
+        rule: fn(&[u8]) -> bool,
+    ) -> Option<Self> {
+        let bytes = value.as_bytes();
+        (bytes.iter().all(|&b| (0x20..0x7f).contains(&b)) && rule(bytes))
+            .then(|| Self(value.clone()))
+    }
+
+    /// An id from bytes that a generator made (printable ASCII by construction).
+    fn from_generated(bytes: &[u8]) -> Self {
+        Self(HeaderValue::from_bytes(bytes).unwrap_or_else(|_| HeaderValue::from_static("invalid")))
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII ever gets in (see the constructors).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value (to send it on).
+    #[must_use]
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The header value, by value.
+    #[must_use]
+    pub fn into_header_value(self) -> HeaderValue {
+        self.0
+    }
+}
+
+impl FromStr for RequestId {
+    type Err = InvalidRequestId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value = HeaderValue::from_str(s).map_err(|_| InvalidRequestId)?;
+        Self::from_header_value(value)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+    }
+}
+
+/// Makes a new request id when the request has no valid one.
+///
+/// Implemented by [`UuidV7`] (the default), [`UuidV4`], [`Ulid`], and by any `FnMut() -> RequestId + Clone`.
+pub trait MakeRequestId: Clone {
+    /// A fresh id.
+    fn make_request_id(&mut self) -> RequestId;
+}
+
+impl<F> MakeRequestId for F
+where
+    F: FnMut() -> RequestId + Clone,
+{
+    fn make_request_id(&mut self) -> RequestId {
+        self()
+    }
+}
+
+fn unix_millis() -> u64 {
+    // A clock before 1970 gives 0 rather than a panic; ids stay unique through their random bits.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// UUIDv7 (RFC 9562 5.7): 48 bits of Unix milliseconds, then 74 random bits; canonical lowercase hyphenated.
+///
+/// Ids sort by creation time to the millisecond, which keeps database indexes on them compact. The random
+/// bits come from a thread-local generator: no lock and no syscall per id.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UuidV7;
+
+impl UuidV7 {
+    /// The 36 bytes of the UUIDv7 for this time and these random bits (only 74 of them are used).
+    #[must_use]
+    pub fn encode(unix_ms: u64, random: u128) -> [u8; 36] {
+        let mut bytes = random.to_be_bytes();
+        bytes[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+        bytes[6] = 0x70 | (bytes[6] & 0x0f);
+        bytes[8] = 0x80 | (bytes[8] & 0x3f);
+        hyphenated(bytes)
+    }
+}
+
+impl MakeRequestId for UuidV7 {
+    fn make_request_id(&mut self) -> RequestId {
+        RequestId::from_generated(&Self::encode(unix_millis(), rng::next_u128()))
+    }
+}
+
+/// UUIDv4 (RFC 9562 5.4): 122 random bits; canonical lowercase hyphenated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UuidV4;
+
+impl MakeRequestId for UuidV4 {
+    fn make_request_id(&mut self) -> RequestId {
+        let mut bytes = rng::next_u128().to_be_bytes();
+        bytes[6] = 0x40 | (bytes[6] & 0x0f);
+        bytes[8] = 0x80 | (bytes[8] & 0x3f);
+        RequestId::from_generated(&hyphenated(bytes))
+    }
+}
+
+/// ULID: 48 bits of Unix milliseconds and 80 random bits, 26 characters of Crockford base32.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ulid;
+
+impl Ulid {
+    /// The 26 bytes of the ULID for this time and these random bits (only 80 of them are used).
+    #[must_use]
+    pub fn encode(unix_ms: u64, random: u128) -> [u8; 26] {
+        const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let value = (u128::from(unix_ms & 0xffff_ffff_ffff) << 80) | (random & ((1u128 << 80) - 1));
+        let mut out = [0u8; 26];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let shift = 5 * (25 - i);
+            let index = usize::try_from((value >> shift) & 0x1f).unwrap_or(0);
+            *slot = CROCKFORD[index];
+        }
+        out
+    }
+}
+
+impl MakeRequestId for Ulid {
+    fn make_request_id(&mut self) -> RequestId {
+        RequestId::from_generated(&Self::encode(unix_millis(), rng::next_u128()))
+    }
+}
+
+fn hyphenated(bytes: [u8; 16]) -> [u8; 36] {
+    let mut out = [b'-'; 36];
+    encode_hex_into(&bytes[0..4], &mut out[0..8]);
+    encode_hex_into(&bytes[4..6], &mut out[9..13]);
+    encode_hex_into(&bytes[6..8], &mut out[14..18]);
+    encode_hex_into(&bytes[8..10], &mut out[19..23]);
+    encode_hex_into(&bytes[10..16], &mut out[24..36]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v7_is_a_valid_time_ordered_uuid() {
+        let mut make = UuidV7;
+        let id = make.make_request_id();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(
+            parsed.hyphenated().to_string(),
+            id.as_str(),
+            "canonical lowercase form"
+        );
+
+        let early = UuidV7::encode(1_700_000_000_000, u128::MAX);
+        let late = UuidV7::encode(1_700_000_000_001, 0);
+        assert!(
+            early < late,
+            "a later millisecond sorts later whatever the random bits"
+        );
+        let (secs, _) = uuid::Uuid::parse_str(std::str::from_utf8(&late).unwrap())
+            .unwrap()
+            .get_timestamp()
+            .unwrap()
+            .to_unix();
+        assert_eq!(secs, 1_700_000_000);
+    }
+
+    #[test]
+    fn v4_is_a_valid_uuid() {
+        let id = UuidV4.make_request_id();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_ne!(id, UuidV4.make_request_id());
+    }
+
+    #[test]
+    fn ulid_encodes_time_first() {
+        assert_eq!(&Ulid::encode(0, 0), b"00000000000000000000000000");
+        // The ULID spec's maximum: 7ZZZZZZZZZZZZZZZZZZZZZZZZZ.
+        assert_eq!(
+            &Ulid::encode(0xffff_ffff_ffff, u128::MAX),
+            b"7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
+        );
+        let id = Ulid.make_request_id();
+        assert_eq!(id.as_str().len(), 26);
+        assert!(RequestId::is_valid(id.as_str().as_bytes()));
+    }
+
+    #[test]
+    fn default_rule() {
+        assert!(RequestId::is_valid(b"abc-123_X.y:z"));
+        assert!(RequestId::is_valid(&[b'a'; 128]));
+        assert!(!RequestId::is_valid(&[b'a'; 129]));
+        assert!(!RequestId::is_valid(b""));
+        assert!(!RequestId::is_valid(b"a b"));
+        assert!(!RequestId::is_valid(b"a\r\nSet-Cookie: x"));
+        assert!(!RequestId::is_valid("é".as_bytes()));
+        assert!("ok".parse::<RequestId>().is_ok());
+        assert!("not ok".parse::<RequestId>().is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! `RequestIdLayer`: the server-side configuration, cheap to clone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderName;
+use tower_layer::Layer;
+use tracing::Level;
+
+use crate::id::{MakeRequestId, RequestId, UuidV7};
+use crate::service::RequestIdService;
+
+/// The `x-request-id` header name.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request an id and a trace context, runs it inside a span that carries both, and echoes the id
+/// on the response.
+///
+/// - A valid incoming id (by default 1 to 128 characters of `[A-Za-z0-9._:-]`, one header line) is kept.
+///   Anything else is replaced by a new id from `M` ([`UuidV7`] by default), and the rejected value is logged
+///   at WARN, truncated to 64 bytes and escaped, at most once per second per layer (with a count of the
+///   events suppressed since).
+/// - A valid `traceparent` joins the caller's trace; otherwise a new trace starts (W3C Processing Model).
+/// - [`RequestId`] and [`TraceContext`](crate::TraceContext) go into the request's extensions; the id
+///   replaces the request's own header, so code reading the header sees the same id.
+/// - The whole call runs in a span named `request` (INFO by default) with fields `request_id`, `trace_id`,
+///   `method` and `path`, so every event inside carries them. With no subscriber listening, the span costs
+///   next to nothing.
+/// - The response gets the id in the same header.
+///
+/// Clones share the rejection-log budget.
+#[derive(Clone, Debug)]
+pub struct RequestIdLayer<M = UuidV7> {
+    pub(crate) config: Config<M>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config<M> {
+    pub(crate) header: HeaderName,
+    pub(crate) make: M,
+    pub(crate) rule: Option<fn(&[u8]) -> bool>,
+    pub(crate) span_level: Level,
+    pub(crate) set_request_header: bool,
+    pub(crate) rejections: Arc<RejectionLog>,
+}
+
+impl RequestIdLayer {
+    /// `x-request-id`, UUIDv7 ids, the default rule for incoming ids, an INFO span.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            config: Config {
+                header: X_REQUEST_ID,
+                make: UuidV7,
+                rule: Some(RequestId::is_valid),
+                span_level: Level::INFO,
+                set_request_header: true,
+                rejections: Arc::new(RejectionLog::default()),
+            },
+        }
+    }
+}
+
+impl Default for RequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M> RequestIdLayer<M> {
+    /// Reads and writes the id under another header name (`x-correlation-id`, `request-id`).
+    #[must_use]
+    pub fn header_name(mut self, name: HeaderName) -> Self {
+        self.config.header = name;
+        self
+    }
+
+    /// Makes new ids with another generator ([`UuidV4`](crate::UuidV4), [`Ulid`](crate::Ulid), a closure).
+    #[must_use]
+    pub fn make_request_id<M2: MakeRequestId>(self, make: M2) -> RequestIdLayer<M2> {
+        let Config {
+            header,
+            rule,
+            span_level,
+            set_request_header,
+            rejections,
+            ..
+        } = self.config;
+        RequestIdLayer {
+            config: Config {
+                header,
+                make,
+                rule,
+                span_level,
+                set_request_header,
+                rejections,
+            },
+        }
+    }
+
+    /// Keeps incoming ids that pass `rule` instead of the default one. Whatever the rule says, only printable
+    /// ASCII is ever kept.
+    #[must_use]
+    pub fn incoming_rule(mut self, rule: fn(&[u8]) -> bool) -> Self {
+        self.config.rule = Some(rule);
+        self
+    }
+
+    /// Never keeps an incoming id (for a service at the edge that does not trust its callers).
+    #[must_use]
+    pub fn ignore_incoming(mut self) -> Self {
+        self.config.rule = None;
+        self
+    }
+
+    /// The level of the request span (INFO by default): a subscriber filtering above it drops the span, and
+    /// with it `request_id` from the events inside.
+    #[must_use]
+    pub fn span_level(mut self, level: Level) -> Self {
+        self.config.span_level = level;
+        self
+    }
+
+    /// Whether the request's own header is set to the id (default `true`). Turn it off to save a header
+    /// insert per request when nothing reads the header (the id is in the extensions either way); an invalid
+    /// incoming value is removed regardless.
+    #[must_use]
+    pub fn set_request_header(mut self, enabled: bool) -> Self {
+        self.config.set_request_header = enabled;
+        self
+    }
+}
+
+impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
+    type Service = RequestIdService<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService::new(inner, self.config.clone())
+    }
+}
+
+/// Rate limit of the rejection event: one per second per layer, with a count of those suppressed.
+#[derive(Debug, Default)]
+pub(crate) struct RejectionLog {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RejectionLog {
+    /// `Some(suppressed since the last one)` when this rejection may be logged.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .max(1);
+        let last = self.last_second.load(Ordering::Relaxed);
+        if last != now
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}

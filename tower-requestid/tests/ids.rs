@@ -1,0 +1,224 @@
+//! Incoming ids: kept when valid, replaced (never echoed) otherwise.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] functions unwrap too
+
+mod support;
+
+use std::convert::Infallible;
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_requestid::{RequestId, RequestIdLayer, TraceContext, Ulid, UuidV4};
+
+use support::is_uuid_v7;
+
+/// Answers with the id found in the extensions and the id header the handler saw.
+async fn echo(req: Request<()>) -> Result<Response<String>, Infallible> {
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .expect("layer puts the id in extensions")
+        .to_string();
+    let seen = req
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(req.extensions().get::<TraceContext>().is_some());
+    assert_eq!(
+        id, seen,
+        "the request header holds the same id as the extensions"
+    );
+    Ok(Response::new(id))
+}
+
+async fn send(
+    layer: RequestIdLayer<impl tower_requestid::MakeRequestId + Send + 'static>,
+    value: Option<HeaderValue>,
+) -> Response<String> {
+    let mut req = Request::new(());
+    if let Some(value) = value {
+        req.headers_mut().insert("x-request-id", value);
+    }
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(echo))
+        .oneshot(req)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn valid_incoming_id_is_kept_and_echoed() {
+    for id in [
+        "pay-sync-42",
+        "a",
+        "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "trace:1.2_3-x",
+        &"z".repeat(128),
+    ] {
+        let res = send(
+            RequestIdLayer::new(),
+            Some(HeaderValue::from_str(id).unwrap()),
+        )
+        .await;
+        assert_eq!(res.headers()["x-request-id"], id);
+        assert_eq!(res.body(), id);
+    }
+}
+
+#[tokio::test]
+async fn missing_id_gets_a_uuid_v7() {
+    let res = send(RequestIdLayer::new(), None).await;
+    let echoed = res.headers()["x-request-id"].to_str().unwrap();
+    assert!(is_uuid_v7(echoed), "{echoed}");
+    assert_eq!(res.body(), echoed);
+}
+
+#[tokio::test]
+async fn invalid_incoming_ids_are_replaced_never_echoed() {
+    let cases: Vec<(&str, HeaderValue)> = vec![
+        ("empty", HeaderValue::from_static("")),
+        (
+            "129 chars",
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        ),
+        (
+            "control character (tab)",
+            HeaderValue::from_static("abc\tdef"),
+        ),
+        ("space", HeaderValue::from_static("abc def")),
+        (
+            "non-UTF-8 bytes",
+            HeaderValue::from_bytes(&[b'a', 0xff, 0xfe, b'b']).unwrap(),
+        ),
+        (
+            "UTF-8 non-ASCII",
+            HeaderValue::from_bytes("café".as_bytes()).unwrap(),
+        ),
+        (
+            "encoded CRLF injection",
+            HeaderValue::from_static("abc%0D%0ASet-Cookie:%20session=evil"),
+        ),
+        (
+            "header splitting with quotes",
+            HeaderValue::from_static("abc\"; Set-Cookie: x=1"),
+        ),
+    ];
+    for (name, value) in cases {
+        let res = send(RequestIdLayer::new(), Some(value.clone())).await;
+        let echoed = res.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(res.headers()["x-request-id"], value, "{name}: echoed");
+        assert!(is_uuid_v7(echoed), "{name}: {echoed}");
+        assert!(res.headers().get("set-cookie").is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn two_id_lines_are_ambiguous_and_replaced() {
+    let mut req = Request::new(());
+    req.headers_mut()
+        .append("x-request-id", HeaderValue::from_static("first"));
+    req.headers_mut()
+        .append("x-request-id", HeaderValue::from_static("second"));
+    let res = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(echo))
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert!(is_uuid_v7(res.headers()["x-request-id"].to_str().unwrap()));
+}
+
+#[tokio::test]
+async fn header_name_rule_and_generator_are_configurable() {
+    let layer = RequestIdLayer::new()
+        .header_name(http::HeaderName::from_static("x-correlation-id"))
+        .incoming_rule(|b| b.len() == 4 && b.iter().all(u8::is_ascii_digit))
+        .make_request_id(Ulid);
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<()>| async move {
+                Ok::<_, Infallible>(Response::new(
+                    req.extensions().get::<RequestId>().unwrap().to_string(),
+                ))
+            }));
+
+    let req = Request::builder()
+        .header("x-correlation-id", "1234")
+        .body(())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-correlation-id"], "1234");
+    assert!(res.headers().get("x-request-id").is_none());
+
+    let req = Request::builder()
+        .header("x-correlation-id", "pay-sync-42")
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(
+        res.body().len(),
+        26,
+        "a ULID replaces an id the custom rule refuses"
+    );
+
+    let res = send(RequestIdLayer::new().make_request_id(UuidV4), None).await;
+    let v4 = uuid::Uuid::parse_str(res.body()).unwrap();
+    assert_eq!(v4.get_version_num(), 4);
+}
+
+#[tokio::test]
+async fn ignore_incoming_replaces_even_valid_ids() {
+    let res = send(
+        RequestIdLayer::new().ignore_incoming(),
+        Some(HeaderValue::from_static("pay-sync-42")),
+    )
+    .await;
+    assert!(is_uuid_v7(res.body()));
+}
+
+#[tokio::test]
+async fn id_replaces_one_the_handler_set_and_errors_pass_through() {
+    let mut svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(|_req: Request<()>| async {
+            let mut res = Response::new(());
+            res.headers_mut()
+                .insert("x-request-id", HeaderValue::from_static("from-handler"));
+            *res.status_mut() = StatusCode::ACCEPTED;
+            Ok::<_, Infallible>(res)
+        }));
+    let req = Request::builder()
+        .header("x-request-id", "from-client")
+        .body(())
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "from-client");
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+
+    let failing = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(|_req: Request<()>| async {
+            Err::<Response<()>, _>("upstream down")
+        }));
+    assert_eq!(
+        failing.oneshot(Request::new(())).await.unwrap_err(),
+        "upstream down"
+    );
+}
+
+#[test]
+fn public_types_are_send_sync_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<RequestIdLayer>();
+    check::<RequestId>();
+    check::<TraceContext>();
+    check::<tower_requestid::OutboundLayer>();
+    check::<
+        tower_requestid::RequestIdService<
+            tower::util::BoxCloneSyncService<Request<()>, Response<()>, Infallible>,
+            tower_requestid::UuidV7,
+        >,
+    >();
+}
