@@ -120,3 +120,5 @@ pub fn expected_findings(name: &str) -> Vec<(&'static str, &'static str)> {
         _ => vec![],
     }
 }
+
+pub mod memory_source;

@@ -1,0 +1,313 @@
+//! The integrity audit over an in-memory source: every deviation reported once, pages bounded, progress
+//! and summary right.
+
+mod support;
+
+use fin_invariants::audit::{
+    AuditError, AuditRunner, AuditSource, Page, Phase, RecordKind, StoredBalance, StoredInvoice,
+};
+use fin_invariants::invoice::{Invoice, InvoiceLine, TaxCategory, compute};
+use fin_invariants::journal::{
+    Account, AccountId, Balance, BalanceLimit, EntryId, JournalEntry, JournalLine, OrganizationId,
+};
+use fin_invariants::{Currency, Decimal, Money, parse_decimal};
+use support::memory_source::{MemorySource, VecSink};
+
+const ORG: OrganizationId = OrganizationId(1);
+
+fn aud(s: &str) -> Money {
+    Money::parse(s, Currency::AUD).unwrap()
+}
+
+fn d(s: &str) -> Decimal {
+    parse_decimal(s).unwrap()
+}
+
+fn gst_invoice(id: usize, prices: &[&str]) -> StoredInvoice {
+    let invoice = Invoice {
+        currency: Currency::AUD,
+        lines: prices
+            .iter()
+            .map(|p| InvoiceLine::new(Decimal::ONE, d(p), TaxCategory::Standard, Some(d("10"))))
+            .collect(),
+        allowances: vec![],
+        charges: vec![],
+        paid_amount: None,
+        rounding_amount: None,
+    };
+    let totals = compute(&invoice).unwrap();
+    StoredInvoice {
+        id: format!("inv-{id}"),
+        invoice,
+        totals,
+    }
+}
+
+fn sale(id: u128, amount: &str) -> JournalEntry {
+    JournalEntry {
+        id: EntryId(id),
+        organization: ORG,
+        lines: vec![
+            JournalLine::debit(AccountId(1), aud(amount)),
+            JournalLine::credit(AccountId(2), aud(amount)),
+        ],
+    }
+}
+
+fn clean_source() -> MemorySource {
+    let accounts = vec![
+        Account {
+            id: AccountId(1),
+            organization: ORG,
+            currency: Currency::AUD,
+            limit: BalanceLimit::CreditsMustNotExceedDebits,
+        },
+        Account {
+            id: AccountId(2),
+            organization: ORG,
+            currency: Currency::AUD,
+            limit: BalanceLimit::None,
+        },
+        Account {
+            id: AccountId(3),
+            organization: ORG,
+            currency: Currency::AUD,
+            limit: BalanceLimit::CreditsMustNotExceedDebits,
+        },
+    ];
+    let invoices = (0..7)
+        .map(|i| gst_invoice(i, &["9.95", "120.00", "0.05"]))
+        .collect();
+    let entries: Vec<JournalEntry> = (0..9).map(|i| sale(i, "10.00")).collect();
+    let balances = vec![
+        StoredBalance {
+            account: AccountId(1),
+            balance: Balance {
+                debits: aud("90.00"),
+                credits: aud("0"),
+            },
+        },
+        StoredBalance {
+            account: AccountId(2),
+            balance: Balance {
+                debits: aud("0"),
+                credits: aud("90.00"),
+            },
+        },
+    ];
+    MemorySource {
+        accounts,
+        invoices,
+        entries,
+        balances,
+        largest_page: 0,
+    }
+}
+
+#[tokio::test]
+async fn a_clean_ledger_audits_clean_in_bounded_pages() {
+    let mut source = clean_source();
+    let mut sink = VecSink::default();
+    let summary = AuditRunner::new()
+        .page_size(2)
+        .run(&mut source, &mut sink)
+        .await
+        .unwrap();
+    assert!(summary.is_clean(), "{summary:?} {:?}", sink.deviations);
+    assert_eq!(
+        (
+            summary.accounts,
+            summary.invoices_checked,
+            summary.entries_checked,
+            summary.balances_checked
+        ),
+        (3, 7, 9, 2)
+    );
+    assert!(sink.deviations.is_empty());
+    assert!(source.largest_page <= 2);
+    // Progress after every page: 2 + 4 + 5 + 1 pages, the counts rising to the totals.
+    assert_eq!(sink.progress.len(), 12);
+    assert_eq!(sink.progress.last().unwrap().phase, Phase::Balances);
+    let invoices: Vec<u64> = sink
+        .progress
+        .iter()
+        .filter(|p| p.phase == Phase::Invoices)
+        .map(|p| p.done)
+        .collect();
+    assert_eq!(invoices, [2, 4, 6, 7]);
+}
+
+#[tokio::test]
+async fn every_seeded_deviation_is_reported_once_with_its_kind() {
+    let mut source = clean_source();
+    // Invoice 3: the stored VAT total is one cent off.
+    source.invoices[3].totals.tax_total =
+        Some(source.invoices[3].totals.tax_total.unwrap() + d("0.01"));
+    // Entry 5: unbalanced (and the stored balances follow the lines, so no drift from it).
+    source.entries[5].lines[1].amount = aud("9.99");
+    source.balances[1].balance.credits = aud("89.99");
+    // Account 1: stored debits drifted by one cent.
+    source.balances[0].balance.debits = aud("90.01");
+    // Account 3: lines that break its limit and no stored balance at all.
+    source.entries.push(JournalEntry {
+        id: EntryId(100),
+        organization: ORG,
+        lines: vec![
+            JournalLine::debit(AccountId(2), aud("1.00")),
+            JournalLine::credit(AccountId(3), aud("1.00")),
+        ],
+    });
+    source.balances[1].balance.debits = aud("1.00");
+
+    let mut sink = VecSink::default();
+    let summary = AuditRunner::new()
+        .page_size(3)
+        .run(&mut source, &mut sink)
+        .await
+        .unwrap();
+    let found: Vec<(RecordKind, &str, Vec<&str>)> = sink
+        .deviations
+        .iter()
+        .map(|d| (d.kind, d.id.as_str(), d.violations.codes().collect()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (RecordKind::Invoice, "inv-3", vec!["BR-CO-14", "BR-CO-15"]),
+            (RecordKind::JournalEntry, "5", vec!["UNBALANCED"]),
+            (RecordKind::Account, "1", vec!["BALANCE-DRIFT"]),
+            (
+                RecordKind::Account,
+                "3",
+                vec!["BALANCE-DRIFT", "EXCEEDS-DEBITS"]
+            ),
+        ]
+    );
+    assert_eq!(
+        (
+            summary.invoices_deviating,
+            summary.entries_deviating,
+            summary.balances_deviating
+        ),
+        (1, 1, 2)
+    );
+    assert!(!summary.is_clean());
+}
+
+#[tokio::test]
+async fn the_gst_rounding_method_of_each_invoice_is_recorded() {
+    let mut source = clean_source();
+    source.entries.clear();
+    source.balances.clear();
+    // Three supplies of 9.95: per supply 3 x 1.00 = 3.00, per invoice 2.985 -> 2.99.
+    let mut per_supply = gst_invoice(100, &["9.95", "9.95", "9.95"]);
+    per_supply.totals.tax_breakdown[0].tax_amount = d("3.00");
+    per_supply.totals.tax_total = Some(d("3.00"));
+    per_supply.totals.tax_inclusive_amount = d("32.85");
+    per_supply.totals.payable_amount = d("32.85");
+    source.invoices = vec![
+        gst_invoice(1, &["9.95", "9.95", "9.95"]),
+        per_supply,
+        gst_invoice(2, &["100.00"]),
+    ];
+    let mut sink = VecSink::default();
+    let summary = AuditRunner::new()
+        .run(&mut source, &mut sink)
+        .await
+        .unwrap();
+    assert!(sink.deviations.is_empty(), "{:?}", sink.deviations);
+    assert_eq!(summary.invoices_rounded_per_supply, 1);
+    assert_eq!(summary.invoices_rounded_per_invoice, 2);
+
+    // Strict EN 16931 refuses the per-supply one.
+    let mut sink = VecSink::default();
+    let strict = AuditRunner::new().check_options(fin_invariants::invoice::CheckOptions::strict());
+    let summary = strict.run(&mut source, &mut sink).await.unwrap();
+    assert_eq!(summary.invoices_deviating, 1);
+    assert_eq!(
+        sink.deviations[0].violations.codes().collect::<Vec<_>>(),
+        ["BR-S-09", "BR-CO-17"]
+    );
+}
+
+/// A source whose pagination never advances.
+struct StuckSource;
+
+#[derive(Debug, thiserror::Error)]
+#[error("database gone")]
+struct Gone;
+
+impl AuditSource for StuckSource {
+    type Error = Gone;
+    async fn accounts(&mut self, _: Option<&str>, _: usize) -> Result<Page<Account>, Gone> {
+        Ok(Page {
+            items: vec![],
+            next: Some("same".into()),
+        })
+    }
+    async fn invoices(&mut self, _: Option<&str>, _: usize) -> Result<Page<StoredInvoice>, Gone> {
+        Err(Gone)
+    }
+    async fn journal_entries(
+        &mut self,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Page<JournalEntry>, Gone> {
+        Err(Gone)
+    }
+    async fn stored_balances(
+        &mut self,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Page<StoredBalance>, Gone> {
+        Err(Gone)
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_that_does_not_advance_stops_the_audit() {
+    let result = AuditRunner::new()
+        .run(&mut StuckSource, &mut VecSink::default())
+        .await;
+    assert!(matches!(result, Err(AuditError::CursorStuck)), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_failing_source_is_an_error_not_a_deviation() {
+    let mut source = clean_source();
+    source.accounts.clear();
+    struct FailingInvoices(MemorySource);
+    impl AuditSource for FailingInvoices {
+        type Error = Gone;
+        async fn accounts(&mut self, c: Option<&str>, l: usize) -> Result<Page<Account>, Gone> {
+            Ok(self.0.accounts(c, l).await.unwrap())
+        }
+        async fn invoices(
+            &mut self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Page<StoredInvoice>, Gone> {
+            Err(Gone)
+        }
+        async fn journal_entries(
+            &mut self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Page<JournalEntry>, Gone> {
+            Err(Gone)
+        }
+        async fn stored_balances(
+            &mut self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Page<StoredBalance>, Gone> {
+            Err(Gone)
+        }
+    }
+    let mut sink = VecSink::default();
+    let result = AuditRunner::new()
+        .run(&mut FailingInvoices(source), &mut sink)
+        .await;
+    assert!(matches!(result, Err(AuditError::Source(_))));
+    assert!(sink.deviations.is_empty());
+}
