@@ -615,7 +615,7 @@ impl Core {
             return;
         }
         if ticket.half_open {
-            self.record_probe(word, outcome, slow, now);
+            self.record_probe(word, outcome, slow);
             return;
         }
         let kind = kind_of(word);
@@ -647,7 +647,7 @@ impl Core {
                 Outcome::FailureRetryAfter(d) => Some(d),
                 _ => None,
             };
-            self.trip(word, now, retry_after);
+            self.trip(word, retry_after);
         }
     }
 
@@ -684,7 +684,9 @@ impl Core {
     }
 
     #[cold]
-    fn trip(&self, expected: u64, now: u64, retry_after: Option<Duration>) {
+    fn trip(&self, expected: u64, retry_after: Option<Duration>) {
+        // The hot path reads the clock only when a window or slow-call threshold needs it.
+        let now = self.now();
         let mut slow = self.lock();
         if self.state.load(Ordering::Acquire) != expected {
             return; // someone else moved it first
@@ -741,7 +743,8 @@ impl Core {
     }
 
     #[cold]
-    fn record_probe(&self, expected: u64, outcome: Outcome, slow_call: bool, now: u64) {
+    fn record_probe(&self, expected: u64, outcome: Outcome, slow_call: bool) {
+        let now = self.now();
         let mut slow = self.lock();
         let word = self.state.load(Ordering::Acquire);
         if word != expected {
