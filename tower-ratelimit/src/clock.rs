@@ -31,7 +31,9 @@ impl MonotonicClock {
     /// A clock whose origin is now.
     #[must_use]
     pub fn new() -> Self {
-        Self { origin: Instant::now() }
+        Self {
+            origin: Instant::now(),
+        }
     }
 }
 
@@ -44,7 +46,9 @@ impl Default for MonotonicClock {
 impl Clock for MonotonicClock {
     fn now_micros(&self) -> u64 {
         // Starts at 1 so that a stored state of 0 always means "never used".
-        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+        u64::try_from(self.origin.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
     }
 }
 
@@ -56,7 +60,9 @@ pub struct ManualClock {
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock").field("micros", &self.now_micros()).finish()
+        f.debug_struct("ManualClock")
+            .field("micros", &self.now_micros())
+            .finish()
     }
 }
 
@@ -64,18 +70,28 @@ impl ManualClock {
     /// A clock standing at `start_micros`.
     #[must_use]
     pub fn starting_at(start_micros: u64) -> Self {
-        Self { micros: Arc::new(AtomicU64::new(start_micros)) }
+        Self {
+            micros: Arc::new(AtomicU64::new(start_micros)),
+        }
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
         let micros = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);
-        let _ = self.micros.fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| Some(m.saturating_add(micros)));
+        let _ = self
+            .micros
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                Some(m.saturating_add(micros))
+            });
     }
 
     /// Moves the clock forward by a number of microseconds.
     pub fn advance_micros(&self, micros: u64) {
-        let _ = self.micros.fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| Some(m.saturating_add(micros)));
+        let _ = self
+            .micros
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                Some(m.saturating_add(micros))
+            });
     }
 
     /// Sets the time; a value earlier than the current one is ignored, so the clock never runs backwards.

@@ -34,7 +34,12 @@ pub struct Decision {
 
 impl Decision {
     pub(crate) fn new(source: DecisionSource) -> Self {
-        Self { allowed: true, len: 0, outcomes: [LimitOutcome::default(); MAX_LIMITS_PER_DECISION], source }
+        Self {
+            allowed: true,
+            len: 0,
+            outcomes: [LimitOutcome::default(); MAX_LIMITS_PER_DECISION],
+            source,
+        }
     }
 
     /// Whether the request was admitted (and its charged limits charged).
@@ -62,8 +67,18 @@ impl Decision {
         if self.allowed {
             return None;
         }
-        let wait = self.outcomes().iter().filter(|o| !o.fits).map(|o| o.wait_micros).max().unwrap_or(0);
-        Some(if wait == u64::MAX { Duration::MAX } else { Duration::from_micros(wait) })
+        let wait = self
+            .outcomes()
+            .iter()
+            .filter(|o| !o.fits)
+            .map(|o| o.wait_micros)
+            .max()
+            .unwrap_or(0);
+        Some(if wait == u64::MAX {
+            Duration::MAX
+        } else {
+            Duration::from_micros(wait)
+        })
     }
 
     /// `Retry-After` in whole seconds, rounded up and at least 1, when refused.
@@ -72,14 +87,24 @@ impl Decision {
         if self.allowed {
             return None;
         }
-        let wait = self.outcomes().iter().filter(|o| !o.fits).map(|o| o.wait_micros).max().unwrap_or(0);
+        let wait = self
+            .outcomes()
+            .iter()
+            .filter(|o| !o.fits)
+            .map(|o| o.wait_micros)
+            .max()
+            .unwrap_or(0);
         Some(retry_secs(wait))
     }
 
     /// Indexes of the limits that refused the request (empty when admitted).
     pub fn violated(&self) -> impl Iterator<Item = usize> + '_ {
         let allowed = self.allowed;
-        self.outcomes().iter().enumerate().filter(move |(_, o)| !allowed && !o.fits).map(|(i, _)| i)
+        self.outcomes()
+            .iter()
+            .enumerate()
+            .filter(move |(_, o)| !allowed && !o.fits)
+            .map(|(i, _)| i)
     }
 
     /// The index of the limit to report in the `RateLimit` field: when refused, the refusing limit with the
@@ -88,16 +113,29 @@ impl Decision {
     pub fn binding(&self) -> Option<usize> {
         let outcomes = self.outcomes();
         if self.allowed {
-            outcomes.iter().enumerate().min_by_key(|(_, o)| (o.remaining, u64::MAX - o.reset_micros)).map(|(i, _)| i)
+            outcomes
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, o)| (o.remaining, u64::MAX - o.reset_micros))
+                .map(|(i, _)| i)
         } else {
-            outcomes.iter().enumerate().filter(|(_, o)| !o.fits).max_by_key(|(_, o)| o.wait_micros).map(|(i, _)| i)
+            outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| !o.fits)
+                .max_by_key(|(_, o)| o.wait_micros)
+                .map(|(i, _)| i)
         }
     }
 
     /// The fewest units left across the limits.
     #[must_use]
     pub fn remaining(&self) -> u64 {
-        self.outcomes().iter().map(LimitOutcome::remaining).min().unwrap_or(u64::MAX)
+        self.outcomes()
+            .iter()
+            .map(LimitOutcome::remaining)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     pub(crate) fn push(&mut self, outcome: LimitOutcome) {

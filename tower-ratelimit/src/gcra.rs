@@ -38,10 +38,14 @@ impl Quota {
     pub fn new(rate: u64, window: Duration) -> Result<Self, ConfigError> {
         let window_micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
         if rate == 0 {
-            return Err(ConfigError::InvalidQuota("the rate must be at least 1".into()));
+            return Err(ConfigError::InvalidQuota(
+                "the rate must be at least 1".into(),
+            ));
         }
         if window_micros > 10 * 366 * 86_400 * 1_000_000 {
-            return Err(ConfigError::InvalidQuota("the window must be at most ten years".into()));
+            return Err(ConfigError::InvalidQuota(
+                "the window must be at most ten years".into(),
+            ));
         }
         let emission_micros = window_micros.div_ceil(rate);
         if emission_micros == 0 || window_micros < rate {
@@ -49,7 +53,12 @@ impl Quota {
                 "{rate} per {window:?} is finer than one unit per microsecond"
             )));
         }
-        Ok(Self { rate, window, burst: rate, emission_micros })
+        Ok(Self {
+            rate,
+            window,
+            burst: rate,
+            emission_micros,
+        })
     }
 
     /// `rate` units per second.
@@ -86,9 +95,14 @@ impl Quota {
     /// [`ConfigError::InvalidQuota`] when `burst` is 0 or so large that `burst x T` overflows.
     pub fn with_burst(self, burst: u64) -> Result<Self, ConfigError> {
         if burst == 0 {
-            return Err(ConfigError::InvalidQuota("the burst must be at least 1".into()));
+            return Err(ConfigError::InvalidQuota(
+                "the burst must be at least 1".into(),
+            ));
         }
-        if burst.checked_mul(self.emission_micros).is_none_or(|tau| tau > (1 << 52)) {
+        if burst
+            .checked_mul(self.emission_micros)
+            .is_none_or(|tau| tau > (1 << 52))
+        {
             return Err(ConfigError::InvalidQuota("the burst is too large".into()));
         }
         Ok(Self { burst, ..self })
@@ -150,7 +164,10 @@ struct LimitInner {
 
 impl fmt::Debug for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Limit").field("name", &self.name()).field("quota", &self.quota()).finish()
+        f.debug_struct("Limit")
+            .field("name", &self.name())
+            .field("quota", &self.quota())
+            .finish()
     }
 }
 
@@ -164,14 +181,23 @@ impl Limit {
     pub fn new(name: &str, quota: Quota) -> Result<Self, ConfigError> {
         validate_name(name)?;
         let mut ser = sfv::ListSerializer::new();
-        let string = sfv::StringRef::from_str(name).map_err(|_| ConfigError::InvalidName(name.into()))?;
-        let burst = sfv::Integer::try_from(quota.burst().min(999_999_999_999_999)).unwrap_or(sfv::integer(0));
+        let string =
+            sfv::StringRef::from_str(name).map_err(|_| ConfigError::InvalidName(name.into()))?;
+        let burst = sfv::Integer::try_from(quota.burst().min(999_999_999_999_999))
+            .unwrap_or(sfv::integer(0));
         let window = sfv::Integer::try_from(quota.policy_window_secs().min(999_999_999_999_999))
             .unwrap_or(sfv::integer(1));
-        ser.bare_item(string).parameter(sfv::key_ref("q"), burst).parameter(sfv::key_ref("w"), window);
+        ser.bare_item(string)
+            .parameter(sfv::key_ref("q"), burst)
+            .parameter(sfv::key_ref("w"), window);
         let policy_item = ser.finish().unwrap_or_default().into_boxed_str();
         Ok(Self {
-            inner: Arc::new(LimitInner { name: name.into(), quota, name_hash: fnv1a(name.as_bytes()), policy_item }),
+            inner: Arc::new(LimitInner {
+                name: name.into(),
+                quota,
+                name_hash: fnv1a(name.as_bytes()),
+                policy_item,
+            }),
         })
     }
 
@@ -201,8 +227,14 @@ impl Limit {
 pub(crate) fn validate_name(name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
-    if ok { Ok(()) } else { Err(ConfigError::InvalidName(name.into())) }
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::InvalidName(name.into()))
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -268,7 +300,11 @@ impl LimitOutcome {
     /// `t` of the `RateLimit` field: whole seconds, rounded up; the wait when refused.
     #[must_use]
     pub fn reset_secs(&self) -> u64 {
-        if self.fits { self.reset_micros.div_ceil(1_000_000) } else { retry_secs(self.wait_micros) }
+        if self.fits {
+            self.reset_micros.div_ceil(1_000_000)
+        } else {
+            retry_secs(self.wait_micros)
+        }
     }
 }
 
@@ -278,7 +314,13 @@ pub(crate) fn retry_secs(wait_micros: u64) -> u64 {
 }
 
 /// The figures of one limit given its state `tat` (after any charge) at `now`.
-pub(crate) fn describe(tat: u64, now: u64, quota: &Quota, cost: u64, charged: bool) -> LimitOutcome {
+pub(crate) fn describe(
+    tat: u64,
+    now: u64,
+    quota: &Quota,
+    cost: u64,
+    charged: bool,
+) -> LimitOutcome {
     let t = quota.emission_micros;
     let tau = quota.tolerance_micros();
     let ahead = tat.saturating_sub(now);
@@ -287,7 +329,9 @@ pub(crate) fn describe(tat: u64, now: u64, quota: &Quota, cost: u64, charged: bo
         0
     } else {
         // remaining rises when `ahead` falls to tau - (remaining + 1) x T.
-        ahead.saturating_add((remaining + 1).saturating_mul(t)).saturating_sub(tau)
+        ahead
+            .saturating_add((remaining + 1).saturating_mul(t))
+            .saturating_sub(tau)
     };
     let (fits, wait_micros) = if charged {
         (true, 0)
@@ -295,12 +339,21 @@ pub(crate) fn describe(tat: u64, now: u64, quota: &Quota, cost: u64, charged: bo
         match quota.emission_micros.checked_mul(cost) {
             Some(inc) if inc <= tau => {
                 let need = tat.max(now).saturating_add(inc).saturating_sub(now);
-                if need <= tau { (true, 0) } else { (false, need - tau) }
+                if need <= tau {
+                    (true, 0)
+                } else {
+                    (false, need - tau)
+                }
             }
             _ => (false, u64::MAX),
         }
     };
-    LimitOutcome { fits, remaining, reset_micros, wait_micros }
+    LimitOutcome {
+        fits,
+        remaining,
+        reset_micros,
+        wait_micros,
+    }
 }
 
 #[cfg(test)]
@@ -311,7 +364,10 @@ mod tests {
     fn quota_rounds_the_emission_interval_up() {
         let q = Quota::new(3, Duration::from_secs(1)).unwrap();
         assert_eq!(q.emission_interval_micros(), 333_334);
-        assert_eq!(Quota::per_minute(60).unwrap().emission_interval_micros(), 1_000_000);
+        assert_eq!(
+            Quota::per_minute(60).unwrap().emission_interval_micros(),
+            1_000_000
+        );
         assert!(Quota::new(0, Duration::from_secs(1)).is_err());
         assert!(Quota::new(2_000_000, Duration::from_secs(1)).is_err());
         assert!(Quota::per_second(1).unwrap().with_burst(0).is_err());
@@ -339,7 +395,10 @@ mod tests {
         assert_eq!((out.remaining, out.reset_micros), (59, 1_000_000));
         let full = now + 60_000_000;
         let out = describe(full, now, &q, 1, false);
-        assert_eq!((out.fits, out.remaining, out.wait_micros), (false, 0, 1_000_000));
+        assert_eq!(
+            (out.fits, out.remaining, out.wait_micros),
+            (false, 0, 1_000_000)
+        );
         assert_eq!(out.reset_secs(), 1);
         let out = describe(0, now, &q, 61, false);
         assert_eq!(out.retry_after(), Some(Duration::MAX));

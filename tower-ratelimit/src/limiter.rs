@@ -27,12 +27,20 @@ pub struct Check<'a> {
 impl<'a> Check<'a> {
     /// A check that charges `limit` for `key` when the decision admits the request.
     pub fn charge(limit: &'a Limit, key: impl Into<Key<'a>>) -> Self {
-        Self { limit, key: key.into(), charge: true }
+        Self {
+            limit,
+            key: key.into(),
+            charge: true,
+        }
     }
 
     /// A check that only looks: the request must fit, nothing is charged.
     pub fn peek(limit: &'a Limit, key: impl Into<Key<'a>>) -> Self {
-        Self { limit, key: key.into(), charge: false }
+        Self {
+            limit,
+            key: key.into(),
+            charge: false,
+        }
     }
 }
 
@@ -75,7 +83,10 @@ impl fmt::Debug for RateLimiter {
             #[cfg(feature = "redis")]
             Backend::Redis(_) => "redis",
         };
-        f.debug_struct("RateLimiter").field("store", &store).field("memory", &self.inner.memory).finish()
+        f.debug_struct("RateLimiter")
+            .field("store", &store)
+            .field("memory", &self.inner.memory)
+            .finish()
     }
 }
 
@@ -105,7 +116,12 @@ impl RateLimiter {
     }
 
     /// Checks and charges one limit for one key, and waits for the store.
-    pub async fn check<'a>(&self, key: impl Into<Key<'a>>, limit: &'a Limit, cost: u64) -> Decision {
+    pub async fn check<'a>(
+        &self,
+        key: impl Into<Key<'a>>,
+        limit: &'a Limit,
+        cost: u64,
+    ) -> Decision {
         self.decide(&[Check::charge(limit, key)], cost).await
     }
 
@@ -119,7 +135,9 @@ impl RateLimiter {
     #[must_use]
     pub fn check_now<'a>(&self, key: impl Into<Key<'a>>, limit: &'a Limit, cost: u64) -> Decision {
         let now = self.inner.clock.now_micros();
-        self.inner.memory.decide(&[Check::charge(limit, key)], cost, now)
+        self.inner
+            .memory
+            .decide(&[Check::charge(limit, key)], cost, now)
     }
 
     /// Decides a set of checks: every charged check is charged when all fit, none otherwise. At most
@@ -132,10 +150,14 @@ impl RateLimiter {
         match &self.inner.backend {
             Backend::Memory => {
                 let now = self.inner.clock.now_micros();
-                Decide { state: DecideState::Ready(Some(self.inner.memory.decide(checks, cost, now))) }
+                Decide {
+                    state: DecideState::Ready(Some(self.inner.memory.decide(checks, cost, now))),
+                }
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(redis) => redis.decide(&self.inner, checks, cost),
+            Backend::Redis(redis) => {
+                redis.decide(&self.inner.clock, &self.inner.memory, checks, cost)
+            }
         }
     }
 
@@ -168,6 +190,8 @@ pub struct Decide {
     pub(crate) state: DecideState,
 }
 
+// The ready variant is the hot path of the memory store: boxing it would allocate per decision.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum DecideState {
     Ready(Option<Decision>),
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -188,12 +212,35 @@ impl Decide {
     ///
     /// # Errors
     ///
-    /// Gives `self` back when the decision needs a store round trip.
-    pub fn into_ready(self) -> Result<Decision, Self> {
+    /// Gives the pending round trip back when the decision needs the store.
+    pub fn into_ready(self) -> Result<Decision, PendingDecision> {
         match self.state {
             DecideState::Ready(Some(d)) => Ok(d),
-            state => Err(Self { state }),
+            DecideState::Ready(None) => Err(PendingDecision {
+                future: Box::pin(std::future::pending()),
+            }),
+            DecideState::Pending(future) => Err(PendingDecision { future }),
         }
+    }
+}
+
+/// A decision waiting for a store round trip.
+#[must_use = "futures do nothing unless polled"]
+pub struct PendingDecision {
+    future: Pin<Box<dyn Future<Output = Decision> + Send>>,
+}
+
+impl fmt::Debug for PendingDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PendingDecision")
+    }
+}
+
+impl Future for PendingDecision {
+    type Output = Decision;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Decision> {
+        self.get_mut().future.as_mut().poll(cx)
     }
 }
 
@@ -219,12 +266,17 @@ pub struct RateLimiterBuilder {
     clock: Option<Arc<dyn Clock>>,
     memory: MemoryConfig,
     #[cfg(feature = "redis")]
-    redis: Option<(crate::store::redis::RedisStore, crate::store::redis::FailurePolicy)>,
+    redis: Option<(
+        crate::store::redis::RedisStore,
+        crate::store::redis::FailurePolicy,
+    )>,
 }
 
 impl fmt::Debug for RateLimiterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiterBuilder").field("memory", &self.memory).finish_non_exhaustive()
+        f.debug_struct("RateLimiterBuilder")
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
     }
 }
 
@@ -258,14 +310,24 @@ impl RateLimiterBuilder {
     /// The limiter.
     #[must_use]
     pub fn build(self) -> RateLimiter {
-        let clock = self.clock.unwrap_or_else(|| Arc::new(MonotonicClock::new()));
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
         #[cfg(feature = "redis")]
         let backend = match self.redis {
-            Some((store, policy)) => Backend::Redis(crate::store::redis::RedisBackend::new(store, policy)),
+            Some((store, policy)) => {
+                Backend::Redis(crate::store::redis::RedisBackend::new(store, policy))
+            }
             None => Backend::Memory,
         };
         #[cfg(not(feature = "redis"))]
         let backend = Backend::Memory;
-        RateLimiter { inner: Arc::new(LimiterInner { clock, memory: MemoryStore::new(self.memory), backend }) }
+        RateLimiter {
+            inner: Arc::new(LimiterInner {
+                clock,
+                memory: MemoryStore::new(self.memory),
+                backend,
+            }),
+        }
     }
 }

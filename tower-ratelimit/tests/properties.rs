@@ -1,4 +1,5 @@
 //! Property tests of the GCRA core through the public API: the window bound, and agreement with a model.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -38,7 +38,10 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self { max_keys: 1_000_000, shards: 128 }
+        Self {
+            max_keys: 1_000_000,
+            shards: 128,
+        }
     }
 }
 
@@ -93,11 +96,15 @@ struct Shard {
 
 impl Shard {
     fn read(&self) -> RwLockReadGuard<'_, Table> {
-        self.table.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Table> {
-        self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -117,7 +124,10 @@ pub struct MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("config", &self.inner.config).field("len", &self.len()).finish()
+        f.debug_struct("MemoryStore")
+            .field("config", &self.inner.config)
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -174,7 +184,11 @@ impl MemoryStore {
     /// Bytes held by the cell tables (their allocated capacity), the only memory that grows with keys.
     #[must_use]
     pub fn table_bytes(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.read().cells.capacity() * BYTES_PER_SLOT).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().cells.capacity() * BYTES_PER_SLOT)
+            .sum()
     }
 
     /// Drops every cell whose state has lapsed (a TAT at or before `now_micros`): no decision changes.
@@ -186,7 +200,9 @@ impl MemoryStore {
     }
 
     fn cell_id(&self, check: &Check<'_>) -> u64 {
-        self.inner.hasher.hash_one((check.limit.name_hash(), check.key))
+        self.inner
+            .hasher
+            .hash_one((check.limit.name_hash(), check.key))
     }
 
     fn shard_of(&self, id: u64) -> usize {
@@ -238,7 +254,8 @@ impl MemoryStore {
         }
         decision.allowed = all_fit;
         for i in 0..n {
-            let outcome: LimitOutcome = describe(states[i], now, checks[i].limit.quota(), cost, charged[i]);
+            let outcome: LimitOutcome =
+                describe(states[i], now, checks[i].limit.quota(), cost, charged[i]);
             decision.push(outcome);
         }
         decision
@@ -252,13 +269,18 @@ impl MemoryStore {
         if table.cells.len() >= self.inner.per_shard_cap {
             // A new key at the cap would be charged to the overflow cell: read that one.
             let overflow = self.overflow_id(name_hash, shard);
-            return table.cells.get(&overflow).map_or(0, |c| c.load(Ordering::Acquire));
+            return table
+                .cells
+                .get(&overflow)
+                .map_or(0, |c| c.load(Ordering::Acquire));
         }
         0
     }
 
     fn overflow_id(&self, name_hash: u64, shard: usize) -> u64 {
-        self.inner.hasher.hash_one((OVERFLOW_MARK, name_hash, shard))
+        self.inner
+            .hasher
+            .hash_one((OVERFLOW_MARK, name_hash, shard))
     }
 
     /// Charges a cell; `Ok((cell id used, new TAT))` or `Err(current TAT)`.
@@ -286,14 +308,25 @@ impl MemoryStore {
         let cell_id = if table.cells.contains_key(&id) {
             id
         } else {
-            self.make_room(&mut table, id, now, || self.overflow_id(name_hash, shard_index))
+            self.make_room(&mut table, id, now, || {
+                self.overflow_id(name_hash, shard_index)
+            })
         };
-        let cell = table.cells.entry(cell_id).or_insert_with(|| AtomicU64::new(0));
+        let cell = table
+            .cells
+            .entry(cell_id)
+            .or_insert_with(|| AtomicU64::new(0));
         cas_admit(cell, quota, cost, now).map(|t| (cell_id, t))
     }
 
     /// Sweeps when due; returns the cell id to use: `id`, or the shard's overflow cell when at the cap.
-    fn make_room(&self, table: &mut Table, id: u64, now: u64, overflow: impl FnOnce() -> u64) -> u64 {
+    fn make_room(
+        &self,
+        table: &mut Table,
+        id: u64,
+        now: u64,
+        overflow: impl FnOnce() -> u64,
+    ) -> u64 {
         let cap = self.inner.per_shard_cap;
         if table.cells.len() >= table.sweep_at {
             sweep_table(table, now);
@@ -315,8 +348,12 @@ impl MemoryStore {
     fn refund(&self, (shard, id): (usize, u64), quota: &Quota, cost: u64, tat: u64) -> u64 {
         let table = self.inner.shards[shard].read();
         let dec = quota.emission_interval_micros().saturating_mul(cost);
-        let Some(cell) = table.cells.get(&id) else { return tat.saturating_sub(dec) };
-        match cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_sub(dec))) {
+        let Some(cell) = table.cells.get(&id) else {
+            return tat.saturating_sub(dec);
+        };
+        match cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+            Some(t.saturating_sub(dec))
+        }) {
             Ok(prev) | Err(prev) => prev.saturating_sub(dec),
         }
     }
@@ -325,7 +362,9 @@ impl MemoryStore {
 fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Result<u64, u64> {
     let mut current = cell.load(Ordering::Acquire);
     loop {
-        let Some(new_tat) = admit(current, now, quota, cost) else { return Err(current) };
+        let Some(new_tat) = admit(current, now, quota, cost) else {
+            return Err(current);
+        };
         match cell.compare_exchange_weak(current, new_tat, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return Ok(new_tat),
             Err(actual) => current = actual,
