@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -105,6 +106,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::audit::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

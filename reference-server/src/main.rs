@@ -19,6 +19,17 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute every organization's audit chain with AUDIT_CHAIN_KEY; exit 1 if any was tampered with.
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -43,15 +54,20 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => reference_server::run(config).await,
+            Command::Serve => reference_server::run(config)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Migrate => reference_server::open_database(&config)
                 .await
-                .map(drop)
+                .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => reference_server::cli::audit_verify(&config).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %e, "stopped with an error");
             eprintln!("error: {e}");

@@ -206,3 +206,56 @@ async fn sigterm_turns_ready_503_during_the_drain_then_exits_cleanly() {
         "the listener stays open for the drain period"
     );
 }
+
+#[tokio::test]
+async fn audit_verify_command_exits_0_on_an_intact_trail_and_1_on_a_tampered_one() {
+    let db = test_support::require!(test_support::postgres().await);
+    let dir = tempfile::tempdir().unwrap();
+    let key = "an-audit-chain-key-of-at-least-32-bytes!";
+    let vars = [("DATABASE_URL", db.url()), ("AUDIT_CHAIN_KEY", key)];
+    {
+        let server = start(dir.path(), &vars).await;
+        let body = r#"{"organization_name":"Acme","name":"Olive","email":"olive@example.com","password":"correct horse battery staple"}"#;
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "POST /api/v1/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+            .await
+            .unwrap();
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    }
+    let verify = || {
+        command(dir.path(), &vars)
+            .args(["audit", "verify"])
+            .output()
+            .unwrap()
+    };
+    let intact = verify();
+    let stdout = String::from_utf8_lossy(&intact.stdout);
+    assert!(
+        intact.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&intact.stderr)
+    );
+    assert!(
+        stdout.contains("1 organizations checked, 0 with a broken chain"),
+        "{stdout}"
+    );
+
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE seq = (SELECT max(seq) FROM audit_events)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let tampered = verify();
+    let stdout = String::from_utf8_lossy(&tampered.stdout);
+    assert_eq!(tampered.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("BROKEN"), "{stdout}");
+}

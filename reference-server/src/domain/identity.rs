@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::auth::password::{self, Verified};
 use crate::auth::token::{AUDIENCE, Claims};
 use crate::auth::{Principal, Role};
+use crate::domain::audit::{self, AuditEvent};
 use crate::error::{AppError, FieldError};
 use crate::with_pool;
 
@@ -112,6 +113,34 @@ fn check_password(value: &str, path: &str, errors: &mut Vec<FieldError>) {
 fn check_pin(value: &str, errors: &mut Vec<FieldError>) {
     if !(4..=8).contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_digit()) {
         errors.push(FieldError::new("pin", "/pin", "must be 4 to 8 digits"));
+    }
+}
+
+/// The audit event of a new user: the role only, since names and emails are personal data.
+fn user_created(actor: Uuid, user: Uuid, role: Role) -> AuditEvent {
+    AuditEvent {
+        actor_id: Some(actor),
+        action: "user.create",
+        entity_type: "user",
+        entity_id: user.to_string(),
+        before: None,
+        after: Some(serde_json::json!({"role": role.as_str()})),
+    }
+}
+
+fn session_event(
+    actor: Uuid,
+    action: &'static str,
+    session: Uuid,
+    after: Option<serde_json::Value>,
+) -> AuditEvent {
+    AuditEvent {
+        actor_id: Some(actor),
+        action,
+        entity_type: "session",
+        entity_id: session.to_string(),
+        before: None,
+        after,
     }
 }
 
@@ -222,6 +251,16 @@ pub async fn register(state: &AppState, r: Registration) -> Result<Tokens, AppEr
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        let registered = AuditEvent {
+            actor_id: Some(user),
+            action: "organization.register",
+            entity_type: "organization",
+            entity_id: org.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"plan": "authenticated", "owner_id": user})),
+        };
+        audit::append!(tx, state, org, &registered).await?;
+        audit::append!(tx, state, org, &user_created(user, user, Role::Owner)).await?;
         tx.commit().await
     }
     .await
@@ -274,7 +313,11 @@ async fn account_by_email(state: &AppState, email: &str) -> Result<Option<Accoun
 }
 
 /// Opens a session for a signed-in account: a session row and its first refresh token, then the tokens.
-async fn open_session(state: &AppState, account: &Account) -> Result<Tokens, AppError> {
+async fn open_session(
+    state: &AppState,
+    account: &Account,
+    method: &'static str,
+) -> Result<Tokens, AppError> {
     let now = state.clock().now();
     let session = Uuid::now_v7();
     let (refresh, refresh_hash) = new_refresh_token();
@@ -302,6 +345,8 @@ async fn open_session(state: &AppState, account: &Account) -> Result<Tokens, App
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        let event = session_event(account.id, "auth.login", session, Some(serde_json::json!({"method": method})));
+        audit::append!(tx, state, account.organization_id, &event).await?;
         tx.commit().await
     }
     .await
@@ -357,7 +402,7 @@ pub async fn login(
             .map(|done| done.rows_affected()))?;
         }
     }
-    open_session(state, &account).await
+    open_session(state, &account, "password").await
 }
 
 /// Signs in with email and PIN. Five failures within 15 minutes lock the account, whatever the source, until
@@ -390,7 +435,7 @@ pub async fn login_pin(state: &AppState, email: &str, pin: &str) -> Result<Token
         .await
         .map(|done| done.rows_affected()))?;
     }
-    open_session(state, &account).await
+    open_session(state, &account, "pin").await
 }
 
 async fn record_pin_failure(state: &AppState, account: &Account) -> Result<(), AppError> {
@@ -672,6 +717,15 @@ pub async fn change_password(
         .bind(principal.session_id)
         .execute(&mut *tx)
         .await?;
+        let event = AuditEvent {
+            actor_id: Some(principal.user_id),
+            action: "auth.password_change",
+            entity_type: "user",
+            entity_id: principal.user_id.to_string(),
+            before: None,
+            after: Some(serde_json::json!({"other_sessions_revoked": true})),
+        };
+        audit::append!(tx, state, principal.organization_id, &event).await?;
         tx.commit().await
     }
     .await)?;
@@ -730,21 +784,27 @@ pub async fn create_user(
     let id = Uuid::now_v7();
     let now = state.clock().now();
     let inserted = with_pool!(state.db(), |pool| {
+        async {
+        let mut tx = pool.begin().await?;
         sqlx::query(
-        "INSERT INTO users (id, organization_id, email, name, role, password_hash, pin_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    )
-    .bind(id)
-    .bind(principal.organization_id)
-    .bind(&email)
-    .bind(new.name.trim())
-    .bind(new.role.as_str())
-    .bind(&password_hash)
-    .bind(&pin_hash)
-    .bind(now)
-    .execute(pool)
+            "INSERT INTO users (id, organization_id, email, name, role, password_hash, pin_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(principal.organization_id)
+        .bind(&email)
+        .bind(new.name.trim())
+        .bind(new.role.as_str())
+        .bind(&password_hash)
+        .bind(&pin_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let event = user_created(principal.user_id, id, new.role);
+        audit::append!(tx, state, principal.organization_id, &event).await?;
+        tx.commit().await
+    }
     .await
-    .map(|done| done.rows_affected())
     });
     match inserted {
         Ok(_) => Ok(UserView {
@@ -771,15 +831,31 @@ pub async fn unlock_pin(
     user: Uuid,
 ) -> Result<(), AppError> {
     principal.require(&[Role::Owner])?;
-    let changed = with_pool!(state.db(), |pool| sqlx::query(
-        "UPDATE users SET pin_locked = FALSE, pin_failures = 0, pin_window_start = NULL \
-         WHERE id = $1 AND organization_id = $2 AND erased_at IS NULL"
-    )
-    .bind(user)
-    .bind(principal.organization_id)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected()))?;
+    let changed = with_pool!(state.db(), |pool| async {
+        let mut tx = pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE users SET pin_locked = FALSE, pin_failures = 0, pin_window_start = NULL \
+             WHERE id = $1 AND organization_id = $2 AND erased_at IS NULL",
+        )
+        .bind(user)
+        .bind(principal.organization_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            let event = AuditEvent {
+                actor_id: Some(principal.user_id),
+                action: "user.unlock_pin",
+                entity_type: "user",
+                entity_id: user.to_string(),
+                before: Some(serde_json::json!({"pin_locked": true})),
+                after: Some(serde_json::json!({"pin_locked": false})),
+            };
+            audit::append!(tx, state, principal.organization_id, &event).await?;
+        }
+        tx.commit().await.map(|()| changed)
+    }
+    .await)?;
     if changed == 0 {
         Err(AppError::NotFound)
     } else {

@@ -1,3 +1,4 @@
 //! The domain: rules and queries, no HTTP types.
 
+pub mod audit;
 pub mod identity;

@@ -1,5 +1,6 @@
 //! HTTP routes: one file per resource. Each handler extracts, calls the domain, and answers; errors are
 //! problem+json through [`crate::error::AppError`].
 
+pub mod audit;
 pub mod auth;
 pub mod users;
