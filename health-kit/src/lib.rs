@@ -1,4 +1,81 @@
 //! Liveness, readiness, startup and status probes that answer from a cache of concurrently run checks.
+//!
+//! Register named checks (a [`Check`] implementation, an async closure through [`check_fn`], or a snapshot
+//! reader through [`snapshot_fn`]), each critical or not, with its own timeout and interval. The registry runs
+//! them concurrently in the background ([`Health::spawn_refresher`]), cuts each at its timeout, caches the
+//! results and prebuilds every endpoint's `application/health+json` body (draft-inadarei-api-health-check-06),
+//! so a probe is answered from memory in about a microsecond and a burst of probes never reaches the database.
+//!
+//! | path | answers from | 503 when |
+//! |---|---|---|
+//! | `/health/live` | the process alone, no check | never while the runtime answers |
+//! | `/health/ready` | the checks, from the cache; never details | a critical check fails, not started, marked not ready, draining |
+//! | `/health/startup` | the start-up flag | [`Health::mark_started`] not called yet |
+//! | `/health/status` | every check, details per the [`DetailPolicy`] | a critical check fails |
+//!
+//! A non-critical check failing, or any check slower than its `slow_after`, makes the answer `warn` (200).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use health_kit::{CheckOptions, Health, Observation, check_fn};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let health = Health::builder()
+//!     .check(
+//!         "ledger",
+//!         check_fn(|| async { Observation::fail("connection refused") }),
+//!         CheckOptions::critical().timeout(Duration::from_millis(500)).interval(Duration::from_secs(5)),
+//!     )
+//!     .build()?;
+//! let _refresher = health.spawn_refresher(); // runs the checks now and every interval
+//! health.refresh().await; // (or wait for the first run)
+//! health.mark_started();
+//!
+//! let ready = health.service().oneshot(Request::get("/health/ready").body(())?).await?;
+//! assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! assert_eq!(ready.headers()["content-type"], "application/health+json");
+//!
+//! let live = health.service().oneshot(Request::get("/health/live").body(())?).await?;
+//! assert_eq!(live.status(), StatusCode::OK); // liveness never depends on the database
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! On shutdown, pass [`Health::drain_after`] to the server's graceful shutdown: on the signal, readiness turns
+//! 503 at once, the server keeps serving for the drain period while load balancers notice, then stops.
+//!
+//! # Feature flags
+//!
+//! | feature | gives |
+//! |---|---|
+//! | (none) | the registry, the tower services, [`check_fn`] and [`snapshot_fn`] |
+//! | `axum` | [`axum::router`](crate::axum::router) |
+//! | `sqlx`, `sqlx-postgres`, `sqlx-sqlite` | [`checks::SqlxPoolCheck`]: round trip, connections in use and idle |
+//! | `redis` | [`checks::RedisCheck`]: `PING` round trip |
+//! | `disk` | [`checks::DiskSpaceCheck`]: space left on a file system (statvfs through `fs4`) |
+//!
+//! Circuit breaker states and query cache hit rates reach `/health/status` through [`snapshot_fn`] over those
+//! crates' public snapshots; this crate does not depend on them.
+//!
+//! # Pitfalls
+//!
+//! - Call [`Health::spawn_refresher`] (inside a tokio runtime) or nothing ever runs: until a check has a result,
+//!   a critical one counts as failing and `/health/ready` answers 503.
+//! - Call [`Health::mark_started`] when start-up is over: by default `/health/ready` answers 503 before.
+//! - A check must not block its thread: a timeout cannot cut a blocking call. Use `spawn_blocking` inside it.
+//! - Keep liveness free of dependencies (this crate's `/health/live` reads nothing): a liveness probe that
+//!   checks the database restarts every pod when the database goes down.
+//! - Mount the health routes outside authentication and rate limiting; probes carry no token.
+//! - The default [`DetailPolicy`] is `Never`: details name dependencies and their errors.
+//! - Timeouts and intervals run on tokio's clock (`tokio::time::pause` in tests); the `time` field comes from
+//!   the injected [`WallClock`].
+//! - Events: each change of a check's status logs one `tracing` event, WARN when it gets worse, INFO when it
+//!   recovers; the start of a drain logs INFO.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -26,3 +103,7 @@ pub use registry::{CheckOptions, Health, HealthBuilder, Refresher};
 pub use response::{Endpoint, HEALTH_JSON, HealthResponse};
 pub use service::{EndpointService, HealthService};
 pub use status::{ComponentType, Status, aggregate};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

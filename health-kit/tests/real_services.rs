@@ -57,7 +57,7 @@ async fn outage_and_recovery(health: &Health, name: &str, proxy: &FaultProxy) {
     assert!(
         health
             .check_observation(name)
-            .unwrap()
+            .expect("the check has run")
             .output_text()
             .is_some()
     );

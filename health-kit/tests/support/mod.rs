@@ -130,14 +130,16 @@ fn check_rfc3339(t: &str) -> Result<(), String> {
 }
 
 pub fn get(path: &str) -> Request<Full<bytes::Bytes>> {
-    Request::get(path).body(Full::default()).unwrap()
+    Request::get(path)
+        .body(Full::default())
+        .expect("a valid request")
 }
 
 pub fn get_with_auth(path: &str, auth: &str) -> Request<Full<bytes::Bytes>> {
     Request::get(path)
         .header(http::header::AUTHORIZATION, auth)
         .body(Full::default())
-        .unwrap()
+        .expect("a valid request")
 }
 
 /// Calls the service once and returns the status, headers and parsed JSON body (Null when empty).
@@ -152,13 +154,13 @@ where
             Error = std::convert::Infallible,
         >,
 {
-    let response = service.oneshot(request).await.unwrap();
+    let response = service.oneshot(request).await.expect("infallible");
     let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
+    let bytes = body.collect().await.expect("infallible").to_bytes();
     let json = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap()
+        serde_json::from_slice(&bytes).expect("a JSON body")
     };
     (parts.status, parts.headers, json)
 }
