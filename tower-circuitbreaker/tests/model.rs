@@ -235,7 +235,11 @@ impl Model {
         }
         let mut d = u64::try_from(d).unwrap();
         if let Some(r) = retry_after {
-            d = d.max(u64::try_from(r.as_nanos()).unwrap().min(self.p.max_retry_after_ms * MS));
+            d = d.max(
+                u64::try_from(r.as_nanos())
+                    .unwrap()
+                    .min(self.p.max_retry_after_ms * MS),
+            );
         }
         d
     }
