@@ -22,6 +22,8 @@ pub mod headers;
 mod ip;
 mod layer;
 mod policy;
+#[cfg(feature = "toml")]
+pub mod policy_file;
 mod service;
 
 pub use body::ResponseBody;

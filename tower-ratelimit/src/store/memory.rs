@@ -142,7 +142,7 @@ impl MemoryStore {
     #[must_use]
     pub fn new(config: MemoryConfig) -> Self {
         let shards = config.shards.max(1).next_power_of_two();
-        let per_shard_cap = config.max_keys.div_ceil(shards).max(1);
+        let per_shard_cap = (config.max_keys / shards).max(1);
         let shards_vec: Vec<Shard> = (0..shards)
             .map(|_| Shard {
                 table: RwLock::new(Table {
