@@ -66,6 +66,9 @@
 //!
 //! - Call [`Health::spawn_refresher`] (inside a tokio runtime) or nothing ever runs: until a check has a result,
 //!   a critical one counts as failing and `/health/ready` answers 503.
+//! - A result older than two intervals plus the timeout (the refresher stopped, or its runtime is starved)
+//!   no longer counts: the check is shown `fail` with `stale: ...` in `output`, so a cache never says `pass`
+//!   for a process that has stopped looking.
 //! - Call [`Health::mark_started`] when start-up is over: by default `/health/ready` answers 503 before.
 //! - A check must not block its thread: a timeout cannot cut a blocking call. Use `spawn_blocking` inside it.
 //! - Keep liveness free of dependencies (this crate's `/health/live` reads nothing): a liveness probe that

@@ -332,6 +332,16 @@ impl Entry {
     fn next_due(&self) -> Option<Instant> {
         self.current().map(|r| r.started + self.options.interval)
     }
+
+    /// How old a result may get before it no longer counts: the next run is due one interval after this one
+    /// started and takes at most the timeout, so a result older than two intervals plus the timeout means the
+    /// refresher has stopped or cannot keep up.
+    fn stale_after(&self) -> Duration {
+        self.options
+            .interval
+            .saturating_mul(2)
+            .saturating_add(self.options.timeout)
+    }
 }
 
 /// The cached result of one run.
@@ -347,6 +357,8 @@ struct Published {
     ready: Bytes,
     status_brief: Bytes,
     status_full: Bytes,
+    /// When the first result in it turns stale, so the answers must be rebuilt; `None` when none can.
+    fresh_until: Option<Instant>,
 }
 
 impl Published {
@@ -356,7 +368,12 @@ impl Published {
             ready: Bytes::new(),
             status_brief: Bytes::new(),
             status_full: Bytes::new(),
+            fresh_until: None,
         }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.fresh_until.is_some_and(|until| Instant::now() > until)
     }
 }
 
@@ -527,14 +544,23 @@ impl Health {
         if flags & NOT_READY != 0 {
             return self.response(Status::Fail, fixed.not_ready.clone());
         }
-        let (status, body) = {
+        let (status, body, stale) = {
             let published = self
                 .inner
                 .published
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            (published.status, published.ready.clone())
+            (
+                published.status,
+                published.ready.clone(),
+                published.is_stale(),
+            )
         };
+        if stale {
+            // Rare: the refresher stopped or fell behind. Rebuild with the old results counted as failing.
+            let published = self.read_published();
+            return self.response(published.status, published.ready.clone());
+        }
         self.response(status, body)
     }
 
@@ -575,6 +601,17 @@ impl Health {
     }
 
     fn read_published(&self) -> Arc<Published> {
+        let published = Arc::clone(
+            &self
+                .inner
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if !published.is_stale() {
+            return published;
+        }
+        self.inner.publish();
         Arc::clone(
             &self
                 .inner
@@ -596,30 +633,40 @@ impl Inner {
             .publish_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
         let records: Vec<Option<Arc<CheckRecord>>> =
             self.entries.iter().map(Entry::current).collect();
-        let status = aggregate(self.entries.iter().zip(&records).map(|(e, r)| {
-            (
-                e.options.critical,
-                r.as_ref().map_or(Status::Fail, |r| r.observation.status()),
-            )
-        }));
+        let mut fresh_until: Option<Instant> = None;
         let views: Vec<report::CheckView<'_>> = self
             .entries
             .iter()
             .zip(&records)
-            .map(|(e, r)| report::CheckView {
-                name: &e.name,
-                critical: e.options.critical,
-                component_type: &e.options.component_type,
-                record: r.as_deref(),
+            .map(|(e, r)| {
+                let stale = r.as_deref().and_then(|r| {
+                    let until = r.started + e.stale_after();
+                    if now > until {
+                        Some(now.saturating_duration_since(r.started))
+                    } else {
+                        fresh_until = Some(fresh_until.map_or(until, |t| t.min(until)));
+                        None
+                    }
+                });
+                report::CheckView {
+                    name: &e.name,
+                    critical: e.options.critical,
+                    component_type: &e.options.component_type,
+                    record: r.as_deref(),
+                    stale_for: stale,
+                }
             })
             .collect();
+        let status = aggregate(views.iter().map(|v| (v.critical, v.status())));
         let published = Published {
             status,
             ready: report::lifecycle_body(status, None),
             status_brief: report::status_body(status, &self.meta, None),
             status_full: report::status_body(status, &self.meta, Some(&views)),
+            fresh_until,
         };
         *self
             .published

@@ -22,6 +22,29 @@ pub(crate) struct CheckView<'a> {
     pub(crate) critical: bool,
     pub(crate) component_type: &'a ComponentType,
     pub(crate) record: Option<&'a CheckRecord>,
+    /// How old the result is, when it is too old to count (the refresher stopped or fell behind).
+    pub(crate) stale_for: Option<std::time::Duration>,
+}
+
+impl CheckView<'_> {
+    /// The check's status as it counts now: failing when it has no result or a stale one.
+    pub(crate) fn status(&self) -> Status {
+        match self.record {
+            Some(record) if self.stale_for.is_none() => record.observation.status(),
+            _ => Status::Fail,
+        }
+    }
+
+    fn output(&self) -> Option<String> {
+        if let Some(age) = self.stale_for {
+            return Some(format!(
+                "stale: the last result is {} old",
+                crate::registry::human(age)
+            ));
+        }
+        self.record
+            .and_then(|r| r.observation.output_text().map(str::to_owned))
+    }
 }
 
 #[derive(Serialize)]
@@ -85,7 +108,7 @@ fn summary(status: Status, views: &[CheckView<'_>]) -> Option<String> {
     let at_fault: Vec<String> = views
         .iter()
         .filter_map(|v| {
-            let s = v.record.map_or(Status::Fail, |r| r.observation.status());
+            let s = v.status();
             (s != Status::Pass).then(|| {
                 let kind = if v.critical {
                     "critical"
@@ -119,7 +142,8 @@ fn checks_object(views: &[CheckView<'_>]) -> Map<String, Value> {
             continue;
         };
         let observation = &record.observation;
-        let status = observation.status();
+        let status = view.status();
+        let output = view.output();
         for measurement in observation.measurements() {
             let mut object = Map::new();
             object.insert(
@@ -135,7 +159,7 @@ fn checks_object(views: &[CheckView<'_>]) -> Map<String, Value> {
             object.insert("status".into(), Value::from(status.as_str()));
             object.insert("time".into(), Value::from(record.time.as_str()));
             if status != Status::Pass {
-                let output = observation.output_text().unwrap_or(status.as_str());
+                let output = output.as_deref().unwrap_or(status.as_str());
                 object.insert("output".into(), Value::from(output));
             }
             // Application-defined (section 4.10): whether this check can fail the service.

@@ -599,3 +599,49 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn results_turn_stale_and_count_as_failing_when_the_refresher_stops() {
+    let runs = Arc::new(AtomicU64::new(0));
+    let up = Arc::new(AtomicBool::new(true));
+    let (interval, timeout) = (Duration::from_secs(2), Duration::from_secs(1));
+    let health = Health::builder()
+        .check(
+            "postgres",
+            switchable(&runs, &up),
+            CheckOptions::critical().interval(interval).timeout(timeout),
+        )
+        .detail_policy(DetailPolicy::Always)
+        .build()
+        .unwrap();
+    health.mark_started();
+    let refresher = health.spawn_refresher();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        health.ready().status_code(),
+        StatusCode::OK,
+        "fresh results while the refresher runs"
+    );
+
+    refresher.stop();
+    // The last run started at most one interval ago (t = 8 s or 10 s); it stays good for two intervals plus
+    // the timeout after its start (until t = 13 s or 15 s).
+    tokio::time::sleep(timeout).await;
+    assert_eq!(health.ready().status_code(), StatusCode::OK);
+    tokio::time::sleep(interval * 2 + timeout).await;
+    assert_eq!(
+        health.ready().status_code(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (status, _, body) = call(health.service(), get("/health/status")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let output = body["checks"]["postgres:responseTime"][0]["output"]
+        .as_str()
+        .unwrap();
+    assert!(output.starts_with("stale: the last result is "), "{output}");
+    validate_health_json(&body).unwrap();
+
+    // A new result makes it fresh again.
+    health.refresh().await;
+    assert_eq!(health.ready().status_code(), StatusCode::OK);
+}
