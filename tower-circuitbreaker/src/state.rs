@@ -608,7 +608,8 @@ impl Core {
             Outcome::Failure | Outcome::FailureRetryAfter(_) => Mark::Failure,
             Outcome::Ignored => Mark::Ignored,
         };
-        self.totals().add(mark, slow && mark != Mark::Ignored);
+        let stripe = stripe_index(self.stripes);
+        self.totals[stripe].add(mark, slow && mark != Mark::Ignored);
         let word = self.state.load(Ordering::Acquire);
         if generation_of(word) != ticket.generation {
             // Started in an earlier state: counted, but decides nothing now.
@@ -624,7 +625,7 @@ impl Core {
         }
         let failure = outcome.is_failure();
         if self.rates {
-            self.record_window(failure, slow, now);
+            self.record_window(stripe, failure, slow, now);
         }
         let may_trip = kind == BreakerState::Closed;
         let mut trip = false;
@@ -652,9 +653,9 @@ impl Core {
     }
 
     #[inline]
-    fn record_window(&self, failure: bool, slow: bool, now: u64) {
+    fn record_window(&self, stripe: usize, failure: bool, slow: bool, now: u64) {
         if let Some(w) = &self.time_window {
-            w.record(stripe_index(self.stripes), now, failure, slow);
+            w.record(stripe, now, failure, slow);
         } else if let Some(w) = &self.count_window {
             w.record(failure, slow);
         }

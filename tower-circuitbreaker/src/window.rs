@@ -20,12 +20,13 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// How many stripes a breaker keeps: the next power of two of the available parallelism, from 2 to 64.
+/// How many stripes a breaker keeps: four per available core, as a power of two from 8 to 64, so that
+/// threads rarely share a stripe.
 pub(crate) fn stripe_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         let n = std::thread::available_parallelism().map_or(4, std::num::NonZero::get);
-        n.next_power_of_two().clamp(2, 64)
+        n.saturating_mul(4).next_power_of_two().clamp(8, 64)
     })
 }
 
