@@ -4,8 +4,8 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -228,8 +228,8 @@ impl<V: Clone + Send + Sync + 'static> QueryCacheBuilder<V> {
         });
         #[cfg(feature = "redis")]
         if let Some(start) = self.coherence {
-            let weak: Weak<Inner<V>> = Arc::downgrade(&inner);
-            let weak: Weak<dyn LocalInvalidator> = weak;
+            let weak: std::sync::Weak<Inner<V>> = Arc::downgrade(&inner);
+            let weak: std::sync::Weak<dyn LocalInvalidator> = weak;
             start.start(weak);
         }
         Ok(QueryCache { inner })
@@ -687,7 +687,7 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
             }
         }
 
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let result = loader().await;
         let elapsed = started.elapsed();
         let load_ms = millis(elapsed);

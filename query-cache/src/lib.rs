@@ -15,3 +15,5 @@ pub use error::{ConfigError, KeyError, LoadError, StoreError};
 pub use key::CacheKey;
 pub use stats::{RedisStatus, StatsSnapshot, TierStats};
 pub use tier::Tier;
+#[cfg(feature = "redis")]
+pub use store::redis::{RedisStore, RedisStoreBuilder};

@@ -1,0 +1,558 @@
+//! The Redis tier: values with their generations, read in one pipelined round trip, written only if no
+//! invalidation happened since the read (a Lua check-and-set), invalidated by generation bumps announced on a
+//! pub/sub channel that keeps every instance's in-process tier coherent.
+//!
+//! Keys (every key of a tenant shares the hash tag `{tenant}`, so multi-key commands stay valid on Redis
+//! Cluster):
+//!
+//! | key | holds |
+//! |---|---|
+//! | `<prefix>qc:{<tenant>}:v:<name>:<params>` | the value record, with `PX` = TTL + stale window |
+//! | `<prefix>qc:{<tenant>}:k:<name>:<params>` | the key's generation |
+//! | `<prefix>qc:{<tenant>}:t:<tag>` | a tag's generation |
+//! | `<prefix>qc:{<tenant>}:a` | the tenant's generation |
+//!
+//! No `KEYS` or `SCAN` is ever sent.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{BoxFuture, L2Lookup, L2Value, LocalInvalidator, SecondTier};
+use crate::cache::QueryCacheBuilder;
+use crate::error::StoreError;
+use crate::key::CacheKey;
+use crate::stats::RedisStatus;
+
+/// The conditional write: store the record only if every generation is still the one read before the load.
+const SET_IF_CURRENT: &str = r"
+for i = 2, #KEYS do
+  local g = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if g ~= tonumber(ARGV[i + 1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+return 1
+";
+
+/// Record format version (first byte of every stored value).
+const RECORD_VERSION: u8 = 1;
+
+/// A connection to Redis for one or more caches: where keys live, how long to wait, how to back off.
+///
+/// Built without connecting ([`RedisStore::new`] is synchronous and never fails on a down server): a cache
+/// can start while Redis is down and use it once it answers.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<RedisShared>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.shared.prefix)
+            .field("timeout", &self.shared.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct RedisShared {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    /// Generation keys outlive every value (so a reset generation can never revive an old value).
+    generation_ttl_ms: u64,
+    ping_interval: Duration,
+    instance: String,
+    started: Instant,
+    down_until_ms: AtomicU64,
+    failures: AtomicU64,
+    subscribed: AtomicBool,
+    /// Invalidations Redis did not receive, replayed before Redis is read again.
+    pending: Mutex<Vec<Pending>>,
+    has_pending: AtomicBool,
+    script: redis::Script,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Key(CacheKey),
+    Tag(String, Option<String>),
+}
+
+/// Options of a [`RedisStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    ping_interval: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// A prefix for every key and the channel (for example `app:`); default none.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one Redis operation may take before it counts as failed (default 250 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often the invalidation subscriber pings to find a dead connection (default 1 s); a missed message
+    /// is served for at most about this plus the timeout.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Builds the store without connecting.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Redis`] when the URL is not a Redis URL.
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Redis(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| StoreError::Redis(e.to_string()))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Ok(RedisStore {
+            shared: Arc::new(RedisShared {
+                client,
+                conn,
+                prefix: self.prefix,
+                timeout: self.timeout,
+                generation_ttl_ms: 2 * 86_400 * 1000 * 2,
+                ping_interval: self.ping_interval,
+                instance: format!("{}-{}", std::process::id(), nanos % 1_000_000_000_000),
+                started: Instant::now(),
+                down_until_ms: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                subscribed: AtomicBool::new(false),
+                pending: Mutex::new(Vec::new()),
+                has_pending: AtomicBool::new(false),
+                script: redis::Script::new(SET_IF_CURRENT),
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// Options for a store at `url` (`redis://host:port/db`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: String::new(),
+            timeout: Duration::from_millis(250),
+            ping_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// A store at `url` with the default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStoreBuilder::build`].
+    pub fn new(url: impl Into<String>) -> Result<Self, StoreError> {
+        Self::builder(url).build()
+    }
+
+    /// The state of the connection.
+    #[must_use]
+    pub fn status(&self) -> RedisStatus {
+        self.shared.status()
+    }
+
+    /// The Redis key holding the value of `key` (for tests and operators).
+    #[must_use]
+    pub fn value_key(&self, key: &CacheKey) -> String {
+        self.shared.value_key(key)
+    }
+}
+
+impl RedisShared {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn status(&self) -> RedisStatus {
+        RedisStatus {
+            up: self.failures.load(Ordering::Acquire) == 0,
+            subscribed: self.subscribed.load(Ordering::Acquire),
+            consecutive_failures: self.failures.load(Ordering::Acquire),
+        }
+    }
+
+    fn readable(&self) -> bool {
+        self.now_ms() >= self.down_until_ms.load(Ordering::Acquire)
+    }
+
+    fn succeeded(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Release);
+        }
+    }
+
+    fn failed(&self) -> StoreError {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        // Skip reads for 100 ms, doubling per failure up to 1.6 s, so a dead Redis costs one timeout per
+        // period instead of one per request.
+        let backoff = 100u64 << failures.min(5).saturating_sub(1);
+        self.down_until_ms.store(self.now_ms().saturating_add(backoff), Ordering::Release);
+        StoreError::Down
+    }
+
+    async fn run<T>(&self, op: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(value)) => {
+                self.succeeded();
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                let _ = self.failed();
+                Err(StoreError::Redis(e.to_string()))
+            }
+            Err(_) => {
+                let _ = self.failed();
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+
+    fn base(&self, tenant: &str) -> String {
+        format!("{}qc:{{{tenant}}}:", self.prefix)
+    }
+
+    fn value_key(&self, key: &CacheKey) -> String {
+        format!("{}v:{}", self.base(key.tenant()), &key.as_str()[key.tenant().len() + 1..])
+    }
+
+    fn key_generation(&self, key: &CacheKey) -> String {
+        format!("{}k:{}", self.base(key.tenant()), &key.as_str()[key.tenant().len() + 1..])
+    }
+
+    fn tag_generation(&self, tenant: &str, tag: Option<&str>) -> String {
+        match tag {
+            Some(tag) => format!("{}t:{tag}", self.base(tenant)),
+            None => format!("{}a", self.base(tenant)),
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("{}qc:invalidations", self.prefix)
+    }
+
+    /// Generation keys of a key, in the order records store them: key, tenant, tags.
+    fn generation_keys(&self, key: &CacheKey) -> Vec<String> {
+        let mut keys = vec![self.key_generation(key), self.tag_generation(key.tenant(), None)];
+        keys.extend(key.tags().iter().map(|tag| self.tag_generation(key.tenant(), Some(tag))));
+        keys
+    }
+
+    fn message(&self, pending: &Pending) -> String {
+        match pending {
+            Pending::Key(key) => format!("{}\nK\n{}", self.instance, key.as_str()),
+            Pending::Tag(tenant, Some(tag)) => format!("{}\nT\n{tenant}\n{tag}", self.instance),
+            Pending::Tag(tenant, None) => format!("{}\nA\n{tenant}", self.instance),
+        }
+    }
+
+    async fn send_invalidation(&self, pending: &Pending) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        match pending {
+            Pending::Key(key) => {
+                let generation = self.key_generation(key);
+                pipe.incr(&generation, 1).ignore();
+                pipe.pexpire(&generation, i64::try_from(self.generation_ttl_ms).unwrap_or(i64::MAX)).ignore();
+                pipe.del(self.value_key(key)).ignore();
+            }
+            Pending::Tag(tenant, tag) => {
+                let generation = self.tag_generation(tenant, tag.as_deref());
+                pipe.incr(&generation, 1).ignore();
+                pipe.pexpire(&generation, i64::try_from(self.generation_ttl_ms).unwrap_or(i64::MAX)).ignore();
+            }
+        }
+        pipe.publish(self.channel(), self.message(pending)).ignore();
+        let mut conn = self.conn.clone();
+        self.run(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Sends the invalidations Redis missed. Until this succeeds, Redis is not read (it may hold values those
+    /// invalidations remove).
+    async fn replay_pending(&self) -> Result<(), StoreError> {
+        if !self.has_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let batch: Vec<Pending> =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for (i, item) in batch.iter().enumerate() {
+            if let Err(e) = self.send_invalidation(item).await {
+                let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let rest = batch[i..].iter().cloned();
+                let newer = std::mem::take(&mut *pending);
+                pending.extend(rest);
+                pending.extend(newer);
+                return Err(e);
+            }
+        }
+        let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.has_pending.store(!pending.is_empty(), Ordering::Release);
+        Ok(())
+    }
+
+    async fn invalidate(&self, item: Pending) -> Result<(), StoreError> {
+        let result = match self.replay_pending().await {
+            Ok(()) => self.send_invalidation(&item).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Bounded: past 10 000 waiting invalidations, the whole record is useless; flushing is not possible
+            // without SCAN, so keep the newest and say so in the status (failures stay counted).
+            if pending.len() >= 10_000 {
+                pending.remove(0);
+            }
+            pending.push(item);
+            self.has_pending.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+/// One record as stored: format version, load time, stale window, generations, and the encoded value.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    version: u8,
+    load_ms: u64,
+    stale_ms: u64,
+    generations: Vec<u64>,
+    value: Option<Vec<u8>>,
+}
+
+/// The Redis tier of a cache of `V`, values encoded with postcard.
+struct RedisTier<V> {
+    shared: Arc<RedisShared>,
+    _values: PhantomData<fn() -> V>,
+}
+
+impl<V> SecondTier<V> for RedisTier<V>
+where
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<L2Lookup<V>, StoreError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            shared.replay_pending().await?;
+            let value_key = shared.value_key(key);
+            let generation_keys = shared.generation_keys(key);
+            let mut pipe = redis::pipe();
+            pipe.get(&value_key).pttl(&value_key).mget(&generation_keys);
+            let mut conn = shared.conn.clone();
+            let (raw, pttl, generations): (Option<Vec<u8>>, i64, Vec<Option<u64>>) =
+                shared.run(pipe.query_async(&mut conn)).await?;
+            let generations: Vec<u64> = generations.into_iter().map(Option::unwrap_or_default).collect();
+            let found = match raw {
+                None => None,
+                Some(raw) => {
+                    let record: Record = postcard::from_bytes(&raw).map_err(|e| StoreError::Decode(e.to_string()))?;
+                    if record.version != RECORD_VERSION || record.generations != generations || pttl <= 0 {
+                        None
+                    } else {
+                        let value = match record.value {
+                            Some(bytes) => Some(
+                                postcard::from_bytes::<V>(&bytes).map_err(|e| StoreError::Decode(e.to_string()))?,
+                            ),
+                            None => None,
+                        };
+                        let remaining = u64::try_from(pttl).unwrap_or(0);
+                        Some(L2Value {
+                            value,
+                            fresh_for: Duration::from_millis(remaining.saturating_sub(record.stale_ms)),
+                            load_ms: record.load_ms,
+                        })
+                    }
+                }
+            };
+            Ok(L2Lookup { found, generations })
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        value: &'a Option<V>,
+        fresh: Duration,
+        stale: Duration,
+        load_ms: u64,
+        generations: Vec<u64>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            let encoded = match value {
+                Some(v) => Some(postcard::to_allocvec(v).map_err(|e| StoreError::Decode(e.to_string()))?),
+                None => None,
+            };
+            let record = Record {
+                version: RECORD_VERSION,
+                load_ms,
+                stale_ms: crate::clock::millis(stale),
+                generations: generations.clone(),
+                value: encoded,
+            };
+            let bytes = postcard::to_allocvec(&record).map_err(|e| StoreError::Decode(e.to_string()))?;
+            let px = crate::clock::millis(fresh.saturating_add(stale)).max(1);
+            let mut invocation = shared.script.prepare_invoke();
+            invocation.key(shared.value_key(key));
+            for generation_key in shared.generation_keys(key) {
+                invocation.key(generation_key);
+            }
+            invocation.arg(px).arg(bytes);
+            for g in &generations {
+                invocation.arg(*g);
+            }
+            let mut conn = shared.conn.clone();
+            let _stored: i64 = shared.run(invocation.invoke_async(&mut conn)).await?;
+            Ok(())
+        })
+    }
+
+    fn invalidate_key<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.shared.invalidate(Pending::Key(key.clone())))
+    }
+
+    fn invalidate_tag<'a>(&'a self, tenant: &'a str, tag: Option<&'a str>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.shared.invalidate(Pending::Tag(tenant.to_owned(), tag.map(str::to_owned))))
+    }
+
+    fn status(&self) -> RedisStatus {
+        self.shared.status()
+    }
+
+    fn readable(&self) -> bool {
+        self.shared.readable()
+    }
+}
+
+/// Starts the invalidation subscriber once the cache exists.
+pub(crate) struct CoherenceStarter {
+    shared: Arc<RedisShared>,
+}
+
+impl CoherenceStarter {
+    pub(crate) fn start(self, cache: Weak<dyn LocalInvalidator>) {
+        // Without a runtime there is no subscriber: the in-process tier then stays capped at its max age.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(subscribe_loop(self.shared, cache));
+        }
+    }
+}
+
+/// Keeps one pub/sub connection, applies other instances' invalidations, and flushes the in-process tier
+/// whenever messages may have been missed (on every connect and every disconnect).
+async fn subscribe_loop(shared: Arc<RedisShared>, cache: Weak<dyn LocalInvalidator>) {
+    let channel = shared.channel();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if cache.strong_count() == 0 {
+            return;
+        }
+        let connected = async {
+            let mut pubsub = shared.client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), connected).await {
+            Ok(Ok(pubsub)) => pubsub,
+            _ => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        {
+            let Some(local) = cache.upgrade() else { return };
+            // Anything published while we were away is lost: start from an empty in-process tier.
+            local.flush_local();
+            local.set_coherent(true);
+        }
+        shared.subscribed.store(true, Ordering::Release);
+        let _ = shared.replay_pending().await;
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ticker = tokio::time::interval(shared.ping_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let Some(local) = cache.upgrade() else { return };
+                    let Ok(text) = message.get_payload::<String>() else { continue };
+                    apply(&shared.instance, &text, &*local);
+                }
+                _ = ticker.tick() => {
+                    if cache.strong_count() == 0 {
+                        return;
+                    }
+                    let ping = tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), sink.ping::<String>());
+                    if !matches!(ping.await, Ok(Ok(_))) {
+                        break;
+                    }
+                    let _ = shared.replay_pending().await;
+                }
+            }
+        }
+        shared.subscribed.store(false, Ordering::Release);
+        let Some(local) = cache.upgrade() else { return };
+        local.set_coherent(false);
+        local.flush_local();
+    }
+}
+
+fn apply(own_instance: &str, text: &str, local: &dyn LocalInvalidator) {
+    let mut parts = text.split('\n');
+    let (Some(instance), Some(kind)) = (parts.next(), parts.next()) else { return };
+    if instance == own_instance {
+        return;
+    }
+    match (kind, parts.next(), parts.next()) {
+        ("K", Some(key), None) => local.invalidate_local_key(key),
+        ("T", Some(tenant), Some(tag)) => local.invalidate_local_tag(tenant, Some(tag)),
+        ("A", Some(tenant), None) => local.invalidate_local_tag(tenant, None),
+        _ => {}
+    }
+}
+
+impl<V> QueryCacheBuilder<V>
+where
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Two levels: this process's tier in front of Redis, kept coherent with other instances over Redis
+    /// pub/sub. The subscriber starts with [`build`](QueryCacheBuilder::build) (inside a tokio runtime).
+    pub fn two_level(self, store: &RedisStore) -> Self {
+        let mut builder = self.second_tier(Arc::new(RedisTier::<V> { shared: Arc::clone(&store.shared), _values: PhantomData }));
+        builder.coherence = Some(CoherenceStarter { shared: Arc::clone(&store.shared) });
+        builder
+    }
+
+    /// Redis only: no in-process tier, every lookup reads Redis (one pipelined round trip).
+    pub fn redis_only(self, store: &RedisStore) -> Self {
+        self.without_in_process_tier()
+            .second_tier(Arc::new(RedisTier::<V> { shared: Arc::clone(&store.shared), _values: PhantomData }))
+    }
+}
