@@ -706,14 +706,12 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
                 self.finish();
                 if let (Some(l2), Some(generations), Some(ttl)) = (&inner.l2, generations, ttl) {
                     let stale = if value.is_some() { stale } else { Duration::ZERO };
-                    if !cancelled.load(Ordering::Acquire) {
-                        // Waiters get their answer first; the shared copy follows.
-                        let stored = value.clone();
-                        sender.send_replace(Some(Ok(value)));
-                        if l2.set(&key, &stored, ttl, stale, load_ms, generations).await.is_err() {
-                            inner.stats.global(Global::L2Error);
-                        }
-                        return;
+                    // Before answering, so that a caller who then asks another instance finds it there. Not when
+                    // the key was invalidated meanwhile (the Lua check would refuse it anyway).
+                    if !cancelled.load(Ordering::Acquire)
+                        && l2.set(&key, &value, ttl, stale, load_ms, generations).await.is_err()
+                    {
+                        inner.stats.global(Global::L2Error);
                     }
                 }
                 sender.send_replace(Some(Ok(value)));
