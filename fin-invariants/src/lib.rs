@@ -22,8 +22,8 @@
 //!
 //! // One cent off the VAT total breaks exactly the rules that read it.
 //! totals.set(Term::Bt110, d("13.98"));
-//! let codes: Vec<&str> = check(&invoice, &totals).codes().map(|c| c).collect::<Vec<_>>();
-//! assert_eq!(codes, ["BR-CO-14", "BR-CO-15"]);
+//! let violations = check(&invoice, &totals);
+//! assert_eq!(violations.codes().collect::<Vec<_>>(), ["BR-CO-14", "BR-CO-15"]);
 //!
 //! // Money is exact, in the currency's minor unit, and checked.
 //! let parts = Money::parse("100.00", Currency::AUD)?.allocate(&[1, 1, 1])?;

@@ -1,5 +1,7 @@
 //! `Validated<T>`: 422 problem+json with every violation; 400/415 problem+json for unreadable bodies.
 #![cfg(feature = "axum")]
+// Helpers outside #[test] functions read test data; a panic there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use axum::Router;
 use axum::body::Body;

@@ -1,6 +1,8 @@
 //! ABN, ACN, IBAN and EU VAT numbers against the published lists in `tests/data/identifiers.json`
 //! (ABR and ASIC worked examples, the SWIFT registry's examples, VIES formats), with iban_validate as an
 //! independent oracle.
+// Helpers outside #[test] functions read test data; a panic there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use fin_invariants::ident::{Abn, Acn, Iban, IdError, VatNumber};
 use proptest::prelude::*;

@@ -1,5 +1,7 @@
 //! Property tests for every invariant issue 8 names: allocation, journals, compute-then-check, parse and
 //! format round trips, and no panic on any input.
+// Helpers outside #[test] functions read test data; a panic there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 
@@ -67,7 +69,7 @@ proptest! {
         let mut state = seed | 1;
         for i in (1..permuted.len()).rev() {
             state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-            permuted.swap(i, (state % (i as u64 + 1)) as usize);
+            permuted.swap(i, usize::try_from(state % (i as u64 + 1)).unwrap());
         }
         let permuted_ratios: Vec<u64> = permuted.iter().map(|&(_, r)| r).collect();
         let permuted_parts = amount.allocate(&permuted_ratios).unwrap();

@@ -1,6 +1,6 @@
 //! An in-memory [`AuditSource`] (the trait's reference implementation, not a mock of a database): pages are
 //! slices of vectors, cursors are indices.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::convert::Infallible;
 
