@@ -9,28 +9,9 @@ use serde::Serialize;
 
 use crate::db::DbError;
 
-/// One field or rule at fault in a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// A stable code (`required`, `too_short`, `BR-CO-10`, ...).
-    pub code: String,
-    /// A JSON pointer to the field.
-    pub path: String,
-    /// What is wrong, for people.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A field error.
-    #[must_use]
-    pub fn new(code: &str, path: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            path: path.to_owned(),
-            message: message.into(),
-        }
-    }
-}
+/// One field or rule at fault in a request: `{code, path, message, expected, actual}`, the same value
+/// fin-invariants reports its violations with, so every 422 of the API has one shape.
+pub type FieldError = fin_invariants::Violation;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +38,12 @@ pub enum AppError {
     /// A failure of ours; the cause is logged, never sent (500).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<fin_invariants::Violations> for AppError {
+    fn from(violations: fin_invariants::Violations) -> Self {
+        Self::Validation(violations.iter().cloned().collect())
+    }
 }
 
 impl From<sqlx::Error> for AppError {

@@ -107,6 +107,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())
+        .merge(routes::ledger::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -259,6 +259,21 @@ pub async fn register(state: &AppState, r: Registration) -> Result<Tokens, AppEr
             before: None,
             after: Some(serde_json::json!({"plan": "authenticated", "owner_id": user})),
         };
+        for (code, name, kind) in crate::domain::ledger::DEFAULT_CHART {
+            sqlx::query(
+                "INSERT INTO accounts (id, organization_id, code, name, kind, currency, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(org)
+            .bind(*code)
+            .bind(*name)
+            .bind(kind.as_str())
+            .bind(crate::domain::ledger::BASE_CURRENCY.code())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         audit::append!(tx, state, org, &registered).await?;
         audit::append!(tx, state, org, &user_created(user, user, Role::Owner)).await?;
         tx.commit().await
