@@ -1,4 +1,5 @@
-//! Time sources for a breaker: tokio's clock by default, a manual clock for tests.
+//! Time sources for a breaker: the system's monotonic clock by default, tokio's (which follows paused time)
+//! and a manual clock for tests.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,12 +12,75 @@ use std::time::Duration;
 pub trait Clock: Send + Sync + 'static {
     /// The time elapsed since this clock's origin.
     fn now(&self) -> Duration;
+
+    /// A cheaper reading that may be off from [`Clock::now`] by up to a few milliseconds (one kernel tick),
+    /// monotonic in itself. The closed path uses it to place calls in the time window's buckets and to turn
+    /// away calls while open; every transition uses [`Clock::now`]. Defaults to `now`.
+    fn now_coarse(&self) -> Duration {
+        self.now()
+    }
 }
 
-/// tokio's monotonic clock ([`tokio::time::Instant`]), the default.
+/// The system's monotonic clock, the default: [`std::time::Instant`] for [`Clock::now`], and on Linux
+/// `CLOCK_MONOTONIC_COARSE` (read from the vDSO, a few nanoseconds, tick resolution) for
+/// [`Clock::now_coarse`].
 ///
-/// Outside a runtime, and in a runtime whose time is not paused, it reads the system's monotonic clock; in a
-/// test with `#[tokio::test(start_paused = true)]` it follows `tokio::time::advance`.
+/// It does not follow tokio's paused time; tests that pause time use [`TokioClock`].
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    origin: std::time::Instant,
+    #[cfg(target_os = "linux")]
+    coarse_origin: u64,
+}
+
+impl MonotonicClock {
+    /// A clock whose origin is now.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            #[cfg(target_os = "linux")]
+            coarse_origin: coarse_nanos(),
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    #[inline]
+    fn now_coarse(&self) -> Duration {
+        #[cfg(target_os = "linux")]
+        {
+            Duration::from_nanos(coarse_nanos().saturating_sub(self.coarse_origin))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            self.now()
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// tokio's monotonic clock ([`tokio::time::Instant`]): in a test with `#[tokio::test(start_paused = true)]` it
+/// follows `tokio::time::advance`. Its coarse reading is the precise one.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioClock {
     origin: tokio::time::Instant,
@@ -80,7 +144,7 @@ impl Clock for ManualClock {
 /// pointer.
 #[derive(Clone)]
 pub(crate) enum ClockSource {
-    Tokio(TokioClock),
+    Monotonic(MonotonicClock),
     Custom(Arc<dyn Clock>),
 }
 
@@ -88,8 +152,17 @@ impl ClockSource {
     #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
         let now = match self {
-            Self::Tokio(c) => c.now(),
+            Self::Monotonic(c) => c.now(),
             Self::Custom(c) => c.now(),
+        };
+        duration_to_nanos(now)
+    }
+
+    #[inline]
+    pub(crate) fn coarse_nanos(&self) -> u64 {
+        let now = match self {
+            Self::Monotonic(c) => c.now_coarse(),
+            Self::Custom(c) => c.now_coarse(),
         };
         duration_to_nanos(now)
     }
@@ -98,7 +171,7 @@ impl ClockSource {
 impl fmt::Debug for ClockSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Tokio(c) => c.fmt(f),
+            Self::Monotonic(c) => c.fmt(f),
             Self::Custom(_) => f.write_str("Custom(..)"),
         }
     }
@@ -122,6 +195,20 @@ mod tests {
         assert_eq!(b.now(), Duration::from_secs(3));
         b.advance(Duration::MAX);
         assert_eq!(a.now(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn monotonic_clock_coarse_reading_stays_near_the_precise_one() {
+        let c = MonotonicClock::new();
+        let mut last = c.now_coarse();
+        for _ in 0..1000 {
+            let coarse = c.now_coarse();
+            assert!(coarse >= last);
+            last = coarse;
+        }
+        let (precise, coarse) = (c.now(), c.now_coarse());
+        let gap = precise.abs_diff(coarse);
+        assert!(gap < Duration::from_millis(50), "{gap:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,12 +60,15 @@
 //!
 //! # Feature flags
 //!
-//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body` and the tower traits.
+//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, the tower traits and, on Linux,
+//! `rustix` (`time`) for the coarse clock.
 //!
 //! # Pitfalls
 //!
 //! - Put the breaker *outside* a timeout layer on the upstream call, so a timeout reaches it as a failure.
-//! - The default clock is tokio's; in tests with `start_paused` it follows `tokio::time::advance`. Any other
+//! - The default clock is the system's monotonic clock ([`MonotonicClock`]); the closed path reads its coarse
+//!   reading (the kernel tick, a few ns to read on Linux) for the time window. Under tokio's paused time
+//!   (`start_paused`), build breakers with [`TokioClock`] so they follow `tokio::time::advance`. Any other
 //!   clock must be monotonic ([`Clock`]).
 //! - Clones of a breaker, a layer or a service share one state. Breakers stay per process (as in
 //!   resilience4j); each instance of a service decides on its own calls.
@@ -91,7 +94,7 @@ pub use crate::body::ResponseBody;
 pub use crate::classify::{
     Classify, DefaultClassifier, HttpClassifier, classify_status, retry_after,
 };
-pub use crate::clock::{Clock, ManualClock, TokioClock};
+pub use crate::clock::{Clock, ManualClock, MonotonicClock, TokioClock};
 pub use crate::config::{Backoff, BreakerConfig, Window};
 pub use crate::error::{CircuitOpen, ConfigError};
 pub use crate::future::{HttpResponseFuture, ResponseFuture};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::clock::{Clock, ClockSource, TokioClock, duration_to_nanos};
+use crate::clock::{Clock, ClockSource, MonotonicClock, duration_to_nanos};
 use crate::config::BreakerConfig;
 use crate::error::ConfigError;
 use crate::state::{Breaker, BreakerState, Snapshot, Transition};
@@ -47,13 +47,13 @@ impl fmt::Debug for BreakerRegistry {
 }
 
 impl BreakerRegistry {
-    /// A registry whose breakers use `default` and tokio's clock.
+    /// A registry whose breakers use `default` and the system's monotonic clock.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] when `default` cannot work.
     pub fn new(default: BreakerConfig) -> Result<Self, ConfigError> {
-        Self::build(default, ClockSource::Tokio(TokioClock::new()))
+        Self::build(default, ClockSource::Monotonic(MonotonicClock::new()))
     }
 
     /// A registry on the given clock.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::clock::{Clock, ClockSource, TokioClock, duration_to_nanos};
+use crate::clock::{Clock, ClockSource, MonotonicClock, duration_to_nanos};
 use crate::config::{BreakerConfig, Window};
 use crate::error::{CircuitOpen, ConfigError};
 use crate::window::{
@@ -260,7 +260,8 @@ impl fmt::Debug for Breaker {
 const EVENT_CAPACITY: usize = 64;
 
 impl Breaker {
-    /// A breaker on tokio's clock.
+    /// A breaker on the system's monotonic clock ([`MonotonicClock`](crate::MonotonicClock)); under tokio's
+    /// paused time, use [`Breaker::with_clock`] with a [`TokioClock`](crate::TokioClock).
     ///
     /// # Errors
     ///
@@ -269,7 +270,7 @@ impl Breaker {
         Self::build(
             name.into(),
             config,
-            ClockSource::Tokio(TokioClock::new()),
+            ClockSource::Monotonic(MonotonicClock::new()),
             None,
         )
     }
@@ -526,12 +527,13 @@ impl Core {
                 })
             }
             BreakerState::Open => {
-                let now = self.now();
+                // The coarse reading turns calls away cheaply; the move to half-open checks the precise one.
+                let now = self.clock.coarse_nanos();
                 let until = self.open_until.load(Ordering::Acquire);
                 if now < until {
                     Err(self.reject(Some(Duration::from_nanos(until - now))))
                 } else {
-                    self.acquire_slow(now)
+                    self.acquire_slow(self.now())
                 }
             }
             BreakerState::HalfOpen => self.acquire_slow(self.now()),
@@ -597,12 +599,8 @@ impl Core {
 
     #[inline]
     pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome) {
-        let now = if self.measure_time || self.time_window.is_some() {
-            self.now()
-        } else {
-            0
-        };
-        let slow = self.measure_time && now.saturating_sub(ticket.started) >= self.slow_nanos;
+        let slow =
+            self.measure_time && self.now().saturating_sub(ticket.started) >= self.slow_nanos;
         let mark = match outcome {
             Outcome::Success => Mark::Success,
             Outcome::Failure | Outcome::FailureRetryAfter(_) => Mark::Failure,
@@ -624,6 +622,12 @@ impl Core {
             return;
         }
         let failure = outcome.is_failure();
+        // The window's buckets run on the coarse clock (read only when there is a time window).
+        let now = if self.time_window.is_some() {
+            self.clock.coarse_nanos()
+        } else {
+            0
+        };
         if self.rates {
             self.record_window(stripe, failure, slow, now);
         }
@@ -822,10 +826,11 @@ impl Core {
 
     fn snapshot(&self) -> Snapshot {
         let now = self.now();
+        let coarse = self.clock.coarse_nanos();
         let word = self.state.load(Ordering::Acquire);
         let state = kind_of(word);
         let t = Totals::sum(self.totals.iter().map(|p| &p.0));
-        let w = self.window_sum(now);
+        let w = self.window_sum(coarse);
         let next_probe_in = (state == BreakerState::Open).then(|| {
             Duration::from_nanos(self.open_until.load(Ordering::Acquire).saturating_sub(now))
         });

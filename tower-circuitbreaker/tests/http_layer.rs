@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_circuitbreaker::{
     Breaker, BreakerConfig, BreakerRegistry, BreakerState, HttpCircuitBreakerLayer, ResponseBody,
+    TokioClock,
 };
 
 /// An upstream answering with the status in `status` (and `Retry-After: 90` on 429 and 503).
@@ -44,7 +45,8 @@ async fn body(res: Response<ResponseBody<String>>) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn client_errors_are_ignored_and_server_errors_trip() {
-    let breaker = Breaker::new("ledger", BreakerConfig::default()).unwrap();
+    let breaker =
+        Breaker::with_clock("ledger", BreakerConfig::default(), TokioClock::new()).unwrap();
     let status = Arc::new(AtomicU16::new(404));
     let svc = HttpCircuitBreakerLayer::new(breaker.clone()).layer(upstream(status.clone()));
     for _ in 0..10 {
@@ -85,7 +87,7 @@ async fn client_errors_are_ignored_and_server_errors_trip() {
 
 #[tokio::test(start_paused = true)]
 async fn upstream_retry_after_holds_the_circuit_open() {
-    let breaker = Breaker::new("bank", BreakerConfig::default()).unwrap();
+    let breaker = Breaker::with_clock("bank", BreakerConfig::default(), TokioClock::new()).unwrap();
     let status = Arc::new(AtomicU16::new(429));
     let svc = HttpCircuitBreakerLayer::new(breaker.clone()).layer(upstream(status.clone()));
     for _ in 0..5 {
@@ -121,7 +123,8 @@ async fn upstream_retry_after_holds_the_circuit_open() {
 
 #[tokio::test]
 async fn a_custom_fallback_answers_instead() {
-    let breaker = Breaker::new("fx-rates", BreakerConfig::default()).unwrap();
+    let breaker =
+        Breaker::with_clock("fx-rates", BreakerConfig::default(), TokioClock::new()).unwrap();
     breaker.force_open();
     let svc = HttpCircuitBreakerLayer::new(breaker.clone())
         .fallback(|_open| Response::new(Bytes::from_static(b"{\"rate\":\"cached\"}")))
@@ -135,7 +138,8 @@ async fn a_custom_fallback_answers_instead() {
 
 #[tokio::test]
 async fn transport_errors_count_as_failures_and_keep_the_error_type() {
-    let breaker = Breaker::new("payments", BreakerConfig::default()).unwrap();
+    let breaker =
+        Breaker::with_clock("payments", BreakerConfig::default(), TokioClock::new()).unwrap();
     let svc = HttpCircuitBreakerLayer::new(breaker.clone()).layer(service_fn(
         |_req: Request<()>| async { Err::<Response<String>, _>("connection reset") },
     ));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_circuitbreaker::{
-    BoxError, Breaker, BreakerConfig, BreakerState, CircuitBreakerLayer, CircuitOpen,
+    BoxError, Breaker, BreakerConfig, BreakerState, CircuitBreakerLayer, CircuitOpen, TokioClock,
     is_legal_transition,
 };
 
@@ -46,7 +46,8 @@ fn refusal(e: &BoxError) -> &CircuitOpen {
 
 #[tokio::test(start_paused = true)]
 async fn five_failures_open_for_sixty_seconds_then_one_probe_decides() {
-    let breaker = Breaker::new("accounting", BreakerConfig::default()).unwrap();
+    let breaker =
+        Breaker::with_clock("accounting", BreakerConfig::default(), TokioClock::new()).unwrap();
     let mut events = breaker.subscribe();
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = CircuitBreakerLayer::new(breaker.clone()).layer(upstream(calls.clone()));
@@ -128,7 +129,7 @@ async fn five_failures_open_for_sixty_seconds_then_one_probe_decides() {
 
 #[tokio::test(start_paused = true)]
 async fn a_late_success_from_before_the_trip_does_not_close_the_circuit() {
-    let breaker = Breaker::new("bank", BreakerConfig::default()).unwrap();
+    let breaker = Breaker::with_clock("bank", BreakerConfig::default(), TokioClock::new()).unwrap();
     let svc = CircuitBreakerLayer::new(breaker.clone()).layer(upstream(Arc::default()));
     let (late_tx, late_rx) = oneshot::channel();
     let late = tokio::spawn(svc.clone().oneshot(late_rx));
@@ -153,7 +154,8 @@ async fn a_late_success_from_before_the_trip_does_not_close_the_circuit() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_probe_is_ignored_and_frees_the_slot() {
-    let breaker = Breaker::new("payments", BreakerConfig::default()).unwrap();
+    let breaker =
+        Breaker::with_clock("payments", BreakerConfig::default(), TokioClock::new()).unwrap();
     let svc = CircuitBreakerLayer::new(breaker.clone()).layer(upstream(Arc::default()));
     for _ in 0..5 {
         let _ = svc.clone().oneshot(ready(Err("500"))).await;
