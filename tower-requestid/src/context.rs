@@ -5,7 +5,7 @@
 //! that the handler awaits, an outbound HTTP call included, sees them; a task spawned apart does not, unless
 //! it is wrapped with [`RequestContext::scope`].
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,7 +14,7 @@ use crate::id::RequestId;
 use crate::trace::TraceContext;
 
 thread_local! {
-    static CURRENT: RefCell<Option<RequestContext>> = const { RefCell::new(None) };
+    static CURRENT: Cell<Option<RequestContext>> = const { Cell::new(None) };
 }
 
 /// A request's id and trace context together.
@@ -31,7 +31,12 @@ impl RequestContext {
     #[must_use]
     pub fn current() -> Option<Self> {
         CURRENT
-            .try_with(|slot| slot.try_borrow().ok().and_then(|c| c.clone()))
+            .try_with(|slot| {
+                let context = slot.take();
+                let copy = context.clone();
+                slot.set(context);
+                copy
+            })
             .ok()
             .flatten()
     }
@@ -70,27 +75,20 @@ impl<F: Future> Future for Scoped<F> {
 pub(crate) fn enter<R>(context: &mut Option<RequestContext>, f: impl FnOnce() -> R) -> R {
     struct Restore<'a> {
         context: &'a mut Option<RequestContext>,
-        previous: Option<Option<RequestContext>>,
+        previous: Option<RequestContext>,
     }
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
-            if let Some(previous) = self.previous.take() {
-                let _ = CURRENT.try_with(|slot| {
-                    if let Ok(mut slot) = slot.try_borrow_mut() {
-                        *self.context = std::mem::replace(&mut *slot, previous);
-                    }
-                });
+            let previous = self.previous.take();
+            if let Ok(mine) = CURRENT.try_with(|slot| slot.replace(previous)) {
+                *self.context = mine;
             }
         }
     }
-    let previous = CURRENT
-        .try_with(|slot| {
-            slot.try_borrow_mut()
-                .ok()
-                .map(|mut slot| std::mem::replace(&mut *slot, context.take()))
-        })
-        .ok()
-        .flatten();
+    let Ok(previous) = CURRENT.try_with(|slot| slot.replace(context.take())) else {
+        // The thread is tearing down its thread-locals: run without a context.
+        return f();
+    };
     let _restore = Restore { context, previous };
     f()
 }

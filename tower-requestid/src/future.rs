@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderName, Response};
 use tracing::Span;
 
 use crate::context::{self, RequestContext};
@@ -16,8 +16,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         span: Span,
+        // Moved into a thread-local slot around each poll of `inner`; its id is echoed at the end.
         context: Option<RequestContext>,
-        echo: Option<(HeaderName, HeaderValue)>,
+        header: HeaderName,
     }
 }
 
@@ -26,13 +27,13 @@ impl<F> ResponseFuture<F> {
         inner: F,
         span: Span,
         context: Option<RequestContext>,
-        echo: (HeaderName, HeaderValue),
+        header: HeaderName,
     ) -> Self {
         Self {
             inner,
             span,
             context,
-            echo: Some(echo),
+            header,
         }
     }
 }
@@ -48,8 +49,10 @@ where
         let _enter = this.span.enter();
         let inner = this.inner;
         let mut response = ready!(context::enter(this.context, || inner.poll(cx)))?;
-        if let Some((name, value)) = this.echo.take() {
-            response.headers_mut().insert(name, value);
+        if let Some(context) = this.context.take() {
+            response
+                .headers_mut()
+                .insert(this.header.clone(), context.id.into_header_value());
         }
         Poll::Ready(Ok(response))
     }

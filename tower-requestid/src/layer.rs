@@ -22,8 +22,9 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///   at WARN, truncated to 64 bytes and escaped, at most once per second per layer (with a count of the
 ///   events suppressed since).
 /// - A valid `traceparent` joins the caller's trace; otherwise a new trace starts (W3C Processing Model).
-/// - [`RequestId`] and [`TraceContext`](crate::TraceContext) go into the request's extensions; the id
-///   replaces the request's own header, so code reading the header sees the same id.
+/// - [`RequestId`] and [`TraceContext`](crate::TraceContext) go into the request's extensions. An invalid
+///   incoming header is removed; with [`set_request_header`](Self::set_request_header) a generated id is
+///   also written into the request's header.
 /// - The whole call runs in a span named `request` (INFO by default) with fields `request_id`, `trace_id`,
 ///   `method` and `path`, so every event inside carries them. With no subscriber listening, the span costs
 ///   next to nothing.
@@ -55,7 +56,7 @@ impl RequestIdLayer {
                 make: UuidV7,
                 rule: Some(RequestId::is_valid),
                 span_level: Level::INFO,
-                set_request_header: true,
+                set_request_header: false,
                 rejections: Arc::new(RejectionLog::default()),
             },
         }
@@ -122,9 +123,12 @@ impl<M> RequestIdLayer<M> {
         self
     }
 
-    /// Whether the request's own header is set to the id (default `true`). Turn it off to save a header
-    /// insert per request when nothing reads the header (the id is in the extensions either way); an invalid
-    /// incoming value is removed regardless.
+    /// Whether the request's own header is set to the id (default `false`).
+    ///
+    /// The id is always in the extensions ([`RequestId`], the axum extractor), and an invalid incoming value is
+    /// always removed, so the header holds either the kept id or nothing. Turn this on for code that reads the
+    /// header itself (tower-http's `PropagateRequestIdLayer`, a proxy forwarding headers); it costs a header
+    /// insert per request whose id was generated.
     #[must_use]
     pub fn set_request_header(mut self, enabled: bool) -> Self {
         self.config.set_request_header = enabled;

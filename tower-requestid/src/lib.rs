@@ -54,8 +54,9 @@
 //! - **Spawned tasks.** The request span and [`RequestContext::current`] follow the request's own future.
 //!   Work moved to `tokio::spawn` needs `.instrument(Span::current())` and [`RequestContext::scope`].
 //! - **Span level.** The span is INFO by default; a filter above INFO drops it and the ids with it.
-//! - **Read the id from extensions** (or the axum extractor), not from the incoming header you are given:
-//!   the layer rewrites that header, but layers in front of it see the client's value.
+//! - **Read the id from extensions** (or the axum extractor), not from the request header: by default the
+//!   layer only removes an invalid header and does not write a generated id into it (see
+//!   [`RequestIdLayer::set_request_header`]).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

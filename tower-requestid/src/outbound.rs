@@ -96,13 +96,13 @@ pub fn inject<B>(
         headers.insert(header.clone(), id.header_value().clone());
     }
     if let Some(trace) = trace
-        && !headers.contains_key(TRACEPARENT)
+        && !headers.contains_key(&TRACEPARENT)
     {
         headers.insert(TRACEPARENT, trace.outbound_traceparent().to_header_value());
         // A tracestate without our traceparent would belong to another trace (W3C 3.3.1).
         match trace.tracestate() {
             Some(state) => headers.insert(TRACESTATE, HeaderValue::clone(state)),
-            None => headers.remove(TRACESTATE),
+            None => headers.remove(&TRACESTATE),
         };
     }
 }

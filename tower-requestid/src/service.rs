@@ -80,12 +80,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &mut self.config;
-        let (id, rejected) = match incoming(req.headers(), &config.header, config.rule) {
-            Incoming::Valid(id) => (id, None),
-            Incoming::Absent => (config.make.make_request_id(), None),
-            Incoming::Rejected(bytes) => {
-                (config.make.make_request_id(), Some(escape_truncated(bytes)))
-            }
+        let (id, kept, rejected) = match incoming(req.headers(), &config.header, config.rule) {
+            Incoming::Valid(id) => (id, true, None),
+            Incoming::Absent => (config.make.make_request_id(), false, None),
+            Incoming::Rejected(bytes) => (
+                config.make.make_request_id(),
+                false,
+                Some(escape_truncated(bytes)),
+            ),
         };
         let incoming_trace = TraceContext::from_headers(req.headers());
         let joined = incoming_trace.is_some();
@@ -112,7 +114,7 @@ where
                 req.headers_mut().remove(&config.header);
             }
         }
-        if config.set_request_header {
+        if config.set_request_header && !kept {
             req.headers_mut()
                 .insert(config.header.clone(), id.header_value().clone());
         }
@@ -120,15 +122,14 @@ where
         let context = RequestContext { id, trace };
         req.extensions_mut().insert(context.id.clone());
         req.extensions_mut().insert(context.trace.clone());
-        let echo = (config.header.clone(), context.id.header_value().clone());
 
-        let mut context = Some(context);
-        let inner = &mut self.inner;
+        // The context is put in place while the response future is polled, where handlers run; the inner
+        // `call` only runs inside the span (entering the context twice per request would double its cost).
         let future = {
             let _enter = span.enter();
-            crate::context::enter(&mut context, || inner.call(req))
+            self.inner.call(req)
         };
-        ResponseFuture::new(future, span, context, echo)
+        ResponseFuture::new(future, span, Some(context), config.header.clone())
     }
 }
 

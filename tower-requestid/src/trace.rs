@@ -4,14 +4,14 @@
 
 use std::fmt;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::rng;
 
 /// The `traceparent` header name (lowercase, as the spec asks senders to write it).
-pub const TRACEPARENT: &str = "traceparent";
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The `tracestate` header name.
-pub const TRACESTATE: &str = "tracestate";
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// A 16-byte trace id, never all zeros.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -324,7 +324,8 @@ pub struct TraceContext {
     span_id: SpanId,
     parent_id: Option<SpanId>,
     flags: TraceFlags,
-    tracestate: Option<HeaderValue>,
+    // Boxed: most requests have none, and the context is moved on every poll.
+    tracestate: Option<Box<HeaderValue>>,
 }
 
 impl TraceContext {
@@ -348,7 +349,7 @@ impl TraceContext {
             span_id: SpanId::random(),
             parent_id: Some(parent.parent_id),
             flags: parent.flags,
-            tracestate,
+            tracestate: tracestate.map(Box::new),
         }
     }
 
@@ -359,7 +360,7 @@ impl TraceContext {
     /// they follow the grammar; an invalid `tracestate` never affects `traceparent`.
     #[must_use]
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let mut values = headers.get_all(TRACEPARENT).iter();
+        let mut values = headers.get_all(&TRACEPARENT).iter();
         let first = values.next()?;
         if values.next().is_some() {
             return None;
@@ -395,7 +396,7 @@ impl TraceContext {
     /// The caller's `tracestate`, when valid.
     #[must_use]
     pub fn tracestate(&self) -> Option<&HeaderValue> {
-        self.tracestate.as_ref()
+        self.tracestate.as_deref()
     }
 
     /// The `traceparent` to send on an outbound call: this trace, this service's span as the parent.
@@ -417,7 +418,7 @@ impl TraceContext {
 }
 
 fn combined_tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut values = headers.get_all(TRACESTATE).iter();
+    let mut values = headers.get_all(&TRACESTATE).iter();
     let first = values.next()?;
     let value = match values.next() {
         None => first.clone(),

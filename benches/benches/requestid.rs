@@ -1,0 +1,99 @@
+//! `requestid/overhead`: one request through `tower-requestid` against tower-http's
+//! `SetRequestId` + `PropagateRequestId` (UUID ids), around the same `service_fn`, as
+//! shared/notes/peer-benchmarks.md section 3 sets the peer up. No tracing subscriber is installed.
+//!
+//! Run: `cargo bench -p benches --bench requestid`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_requestid::RequestIdLayer;
+
+async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
+    Ok(Response::new(()))
+}
+
+/// Times `iters` requests through `svc`, each built by `make_request`, on one current-thread runtime.
+fn run<S>(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    make_request: fn() -> Request<()>,
+    svc: S,
+) where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+{
+    c.bench_function(id, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let mut svc = svc.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let res = svc
+                        .ready()
+                        .await
+                        .unwrap_or_else(|e| match e {})
+                        .call(make_request())
+                        .await;
+                    black_box(res.unwrap_or_else(|e| match e {}));
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
+
+fn no_id() -> Request<()> {
+    Request::new(())
+}
+
+fn with_id() -> Request<()> {
+    let mut req = Request::new(());
+    req.headers_mut().insert(
+        "x-request-id",
+        HeaderValue::from_static("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+    );
+    req
+}
+
+fn overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let ours = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(handler));
+    let peer = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .service(service_fn(handler));
+
+    for (group, make_request) in [
+        ("requestid/overhead", no_id as fn() -> Request<()>),
+        ("requestid/incoming_id", with_id),
+    ] {
+        let mut g = c.benchmark_group(group);
+        g.measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1))
+            .sample_size(30);
+        run(&mut g, &rt, "ours", make_request, ours.clone());
+        run(&mut g, &rt, "tower-http", make_request, peer.clone());
+        g.finish();
+    }
+
+    // What the harness and the inner service cost alone, to read the two groups above against.
+    let mut g = c.benchmark_group("requestid/baseline");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+    run(&mut g, &rt, "service_fn", no_id, service_fn(handler));
+    g.finish();
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);
