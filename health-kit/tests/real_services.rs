@@ -142,3 +142,41 @@ async fn sqlite_pool_check_reports_round_trip_and_connections() {
     let closed = SqlxPoolCheck::new(pool).run().await;
     assert_eq!(closed.status(), Status::Fail);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_probes_in_a_second_cause_at_most_one_postgres_check_per_interval() {
+    let db = test_support::require!(test_support::postgres().await);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(db.url())
+        .await
+        .unwrap();
+    let health = Health::builder()
+        .check("postgres", SqlxPoolCheck::new(pool.clone()), options())
+        .build()
+        .unwrap();
+    health.mark_started();
+    let refresher = health.spawn_refresher();
+    wait_for(&health, "postgres", Status::Pass, Duration::from_secs(5)).await;
+    let before = health.executions("postgres").unwrap();
+
+    let start = Instant::now();
+    let service = health.service();
+    for _ in 0..100 {
+        for _ in 0..100 {
+            let request = http::Request::get("/health/ready").body(()).unwrap();
+            let response = tower::ServiceExt::oneshot(service.clone(), request)
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = start.elapsed();
+    let runs = health.executions("postgres").unwrap() - before;
+    let intervals = u64::try_from(elapsed.as_millis() / INTERVAL.as_millis()).unwrap();
+    eprintln!("10 000 probes in {elapsed:?}: {runs} checks ({intervals} whole intervals)");
+    assert!(runs <= intervals + 1, "{runs} checks in {elapsed:?}");
+    refresher.stop();
+    pool.close().await;
+}

@@ -10,6 +10,9 @@ use crate::observation::{Measurement, Observation};
 /// SQLite), reporting `responseTime` (ms, acquire plus ping) and `connections` (in use by the application when the
 /// check began, with `idle`, `size` and `max` beside it).
 ///
+/// With sqlx's default `test_before_acquire(true)`, acquiring an idle connection pings it first, so a run
+/// costs two round trips on a pool that has idle connections; either way it is one run per interval.
+///
 /// Register it with `ComponentType::Datastore`. The registry's timeout bounds the whole run, so a pool whose
 /// `acquire_timeout` is longer cannot hold a probe's answer back: the probe reads the cache anyway.
 ///
