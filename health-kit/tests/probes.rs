@@ -645,3 +645,75 @@ async fn results_turn_stale_and_count_as_failing_when_the_refresher_stops() {
     health.refresh().await;
     assert_eq!(health.ready().status_code(), StatusCode::OK);
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    Probes(u16),
+    Refresh,
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1u16..500).prop_map(Op::Probes),
+        Just(Op::Refresh),
+        (0u64..3_000).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    // However probes, explicit refreshes and the passing of time interleave, with or without the background
+    // refresher, two runs of a check never start less than one interval apart.
+    #[test]
+    fn runs_of_a_check_start_at_least_one_interval_apart(
+        ops in proptest::collection::vec(op(), 1..40),
+        interval_ms in 50u64..2_000,
+        with_refresher in any::<bool>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let starts = runtime.block_on(async {
+            let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let recorded = Arc::clone(&starts);
+            let check = check_fn(move || {
+                recorded.lock().unwrap().push(tokio::time::Instant::now());
+                async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    Observation::pass()
+                }
+            });
+            let interval = Duration::from_millis(interval_ms);
+            let health =
+                Health::builder().check("db", check, CheckOptions::critical().interval(interval)).build().unwrap();
+            health.mark_started();
+            let refresher = with_refresher.then(|| health.spawn_refresher());
+            let mut refreshes = tokio::task::JoinSet::new();
+            let mut service = health.service();
+            for op in &ops {
+                match *op {
+                    Op::Probes(n) => {
+                        for _ in 0..n {
+                            let _ = tower::Service::call(&mut service, get("/health/ready")).await;
+                        }
+                    }
+                    Op::Refresh => {
+                        let h = health.clone();
+                        refreshes.spawn(async move { h.refresh().await });
+                    }
+                    Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                }
+            }
+            while refreshes.join_next().await.is_some() {}
+            if let Some(refresher) = refresher {
+                refresher.stop();
+            }
+            let starts = starts.lock().unwrap().clone();
+            (starts, interval)
+        });
+        let (starts, interval) = starts;
+        for pair in starts.windows(2) {
+            prop_assert!(pair[1] - pair[0] >= interval, "runs {:?} apart, interval {:?}", pair[1] - pair[0], interval);
+        }
+    }
+}
