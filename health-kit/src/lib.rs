@@ -59,6 +59,9 @@
 //! | `redis` | [`checks::RedisCheck`]: `PING` round trip |
 //! | `disk` | [`checks::DiskSpaceCheck`]: space left on a file system (statvfs through `fs4`) |
 //!
+//! For a gRPC server, [`Health::grpc_serving_status`] gives the grpc.health.v1 answer for a service name and
+//! [`Health::subscribe`] the changes a `Watch` streams.
+//!
 //! Circuit breaker states and query cache hit rates reach `/health/status` through [`snapshot_fn`] over those
 //! crates' public snapshots; this crate does not depend on them.
 //!
@@ -85,6 +88,7 @@
 mod check;
 mod clock;
 mod error;
+mod grpc;
 mod observation;
 mod policy;
 mod registry;
@@ -100,6 +104,7 @@ pub mod checks;
 pub use check::{Check, CheckFn, CheckFuture, SnapshotFn, check_fn, snapshot_fn};
 pub use clock::WallClock;
 pub use error::ConfigError;
+pub use grpc::ServingStatus;
 pub use observation::{Measurement, Observation};
 pub use policy::DetailPolicy;
 pub use registry::{CheckOptions, Health, HealthBuilder, Refresher};

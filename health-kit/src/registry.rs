@@ -255,6 +255,7 @@ impl HealthBuilder {
             lifecycle: AtomicU8::new(0),
             published: RwLock::new(Arc::new(Published::empty())),
             publish_lock: Mutex::new(()),
+            status_tx: tokio::sync::watch::Sender::new(Status::Fail),
             fixed,
         });
         inner.publish();
@@ -301,6 +302,7 @@ struct Inner {
     lifecycle: AtomicU8,
     published: RwLock<Arc<Published>>,
     publish_lock: Mutex<()>,
+    status_tx: tokio::sync::watch::Sender<Status>,
     fixed: FixedAnswers,
 }
 
@@ -491,11 +493,23 @@ impl Health {
         self.read_published().status
     }
 
-    /// The last status of the check named `name`: `None` when there is no such check or it has not run yet.
+    /// A receiver that sees [`Health::status`] each time it changes (for a gRPC `Watch`, a log line or a
+    /// metric); it does not change with the lifecycle (started, draining).
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Status> {
+        self.inner.status_tx.subscribe()
+    }
+
+    /// The last status of the check named `name` (`fail` once its result is stale): `None` when there is no
+    /// such check or it has not run yet.
     #[must_use]
     pub fn check_status(&self, name: &str) -> Option<Status> {
         let entry = self.inner.entries.iter().find(|e| &*e.name == name)?;
-        entry.current().map(|r| r.observation.status())
+        let record = entry.current()?;
+        if Instant::now() > record.started + entry.stale_after() {
+            return Some(Status::Fail);
+        }
+        Some(record.observation.status())
     }
 
     /// The last observation of the check named `name`, if it has run.
@@ -503,6 +517,12 @@ impl Health {
     pub fn check_observation(&self, name: &str) -> Option<Observation> {
         let entry = self.inner.entries.iter().find(|e| &*e.name == name)?;
         entry.current().map(|r| r.observation.clone())
+    }
+
+    /// Whether a check is registered under `name`.
+    #[must_use]
+    pub fn has_check(&self, name: &str) -> bool {
+        self.inner.entries.iter().any(|e| &*e.name == name)
     }
 
     /// How many times the check named `name` has been started (for metrics, and for tests that show probes do
@@ -672,6 +692,11 @@ impl Inner {
             .published
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(published);
+        self.status_tx.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
     }
 }
 
