@@ -39,6 +39,13 @@ impl DetailPolicy {
         Self::when(move |parts| bearer_matches(parts, &token))
     }
 
+    /// Details for callers either policy admits, such as a status token or an admin's access token:
+    /// `DetailPolicy::bearer_token(token).or(DetailPolicy::when(is_admin))`.
+    #[must_use]
+    pub fn or(self, other: Self) -> Self {
+        Self::when(move |parts| self.allows(parts) || other.allows(parts))
+    }
+
     /// Whether the caller with this request head may see details.
     #[must_use]
     pub fn allows(&self, parts: &Parts) -> bool {
@@ -116,6 +123,24 @@ mod tests {
         assert!(!policy.allows(&head(Some("Bearer s3cretx"))));
         assert!(!policy.allows(&head(Some("Basic s3cret"))));
         assert!(!policy.allows(&head(None)));
+    }
+
+    #[test]
+    fn either_policy_admits_with_or() {
+        let policy = DetailPolicy::bearer_token("t")
+            .or(DetailPolicy::when(|p| p.headers.contains_key("x-admin")));
+        assert!(policy.allows(&head(Some("Bearer t"))));
+        let mut admin = head(None);
+        admin
+            .headers
+            .insert("x-admin", http::HeaderValue::from_static("1"));
+        assert!(policy.allows(&admin));
+        assert!(!policy.allows(&head(Some("Bearer u"))));
+        assert!(
+            DetailPolicy::Never
+                .or(DetailPolicy::Always)
+                .allows(&head(None))
+        );
     }
 
     #[test]
