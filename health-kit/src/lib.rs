@@ -4,7 +4,8 @@
 //! reader through [`snapshot_fn`]), each critical or not, with its own timeout and interval. The registry runs
 //! them concurrently in the background ([`Health::spawn_refresher`]), cuts each at its timeout, caches the
 //! results and prebuilds every endpoint's `application/health+json` body (draft-inadarei-api-health-check-06),
-//! so a probe is answered from memory in about a microsecond and a burst of probes never reaches the database.
+//! so a probe is answered from memory in well under a microsecond and a burst of probes never reaches the
+//! database.
 //!
 //! | path | answers from | 503 when |
 //! |---|---|---|
