@@ -144,6 +144,13 @@ pub trait AuditSink {
     fn progress(&mut self, progress: Progress) {
         let _ = progress;
     }
+
+    /// Called for every invoice whose tax matched a rounding method (the GST Act allows rounding per
+    /// invoice or per taxable supply; the audit accepts both and this records which one each invoice
+    /// used). Does nothing by default.
+    fn tax_rounding(&mut self, invoice_id: &str, rounding: TaxRounding) {
+        let _ = (invoice_id, rounding);
+    }
 }
 
 /// Counts at the end of an audit.
@@ -277,6 +284,9 @@ impl AuditRunner {
             for stored in page.items {
                 summary.invoices_checked = summary.invoices_checked.saturating_add(1);
                 let report = check_with(&stored.invoice, &stored.totals, &self.options);
+                if let Some(rounding) = report.tax_rounding {
+                    sink.tax_rounding(&stored.id, rounding);
+                }
                 match report.tax_rounding {
                     Some(TaxRounding::PerSupply) => {
                         summary.invoices_rounded_per_supply =

@@ -8,7 +8,7 @@ mod support;
 use fin_invariants::audit::{
     AuditError, AuditRunner, AuditSource, Page, Phase, RecordKind, StoredBalance, StoredInvoice,
 };
-use fin_invariants::invoice::{Invoice, InvoiceLine, TaxCategory, compute};
+use fin_invariants::invoice::{Invoice, InvoiceLine, TaxCategory, TaxRounding, compute};
 use fin_invariants::journal::{
     Account, AccountId, Balance, BalanceLimit, EntryId, JournalEntry, JournalLine, OrganizationId,
 };
@@ -220,6 +220,20 @@ async fn the_gst_rounding_method_of_each_invoice_is_recorded() {
     assert!(sink.deviations.is_empty(), "{:?}", sink.deviations);
     assert_eq!(summary.invoices_rounded_per_supply, 1);
     assert_eq!(summary.invoices_rounded_per_invoice, 2);
+    let recorded: Vec<(&str, TaxRounding)> = sink
+        .roundings
+        .iter()
+        .map(|(id, r)| (id.as_str(), *r))
+        .collect();
+    // 3 x 9.95 at 10 %: per invoice 2.99 (per supply would be 3.00); 100.00: both methods give 10.00.
+    assert_eq!(
+        recorded,
+        [
+            ("inv-1", TaxRounding::PerInvoice),
+            ("inv-100", TaxRounding::PerSupply),
+            ("inv-2", TaxRounding::Either)
+        ]
+    );
 
     // Strict EN 16931 refuses the per-supply one.
     let mut sink = VecSink::default();

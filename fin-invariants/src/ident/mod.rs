@@ -530,7 +530,7 @@ impl fmt::Display for VatNumber {
 
 string_serde!(VatNumber);
 
-/// `Ok(())` or a [`codes::ABN`] violation at `path`.
+/// The ABN, or a [`codes::ABN`] violation at `path`.
 ///
 /// # Errors
 ///
@@ -539,7 +539,25 @@ pub fn check_abn(value: &str, path: &str) -> Result<Abn, Violation> {
     Abn::parse(value).map_err(|e| e.violation(codes::ABN, path, value))
 }
 
-/// `Ok(())` or a [`codes::IBAN`] violation at `path`.
+/// The ACN, or a [`codes::ACN`] violation at `path`.
+///
+/// # Errors
+///
+/// The violation, when `value` is not a valid ACN.
+pub fn check_acn(value: &str, path: &str) -> Result<Acn, Violation> {
+    Acn::parse(value).map_err(|e| e.violation(codes::ACN, path, value))
+}
+
+/// The VAT number, or a [`codes::VAT_NUMBER`] violation at `path`.
+///
+/// # Errors
+///
+/// The violation, when `value` is not in its member state's format.
+pub fn check_vat_number(value: &str, path: &str) -> Result<VatNumber, Violation> {
+    VatNumber::parse(value).map_err(|e| e.violation(codes::VAT_NUMBER, path, value))
+}
+
+/// The IBAN, or a [`codes::IBAN`] violation at `path`.
 ///
 /// # Errors
 ///
@@ -567,6 +585,28 @@ mod tests {
         let acn = Acn::parse("004 085 616").unwrap();
         assert!(acn.matches_abn(&Abn::parse("53 004 085 616").unwrap()));
         assert_eq!(acn.to_string(), "004 085 616");
+    }
+
+    #[test]
+    fn identifier_errors_become_violations_with_the_value() {
+        let v = check_iban("DK1212341234123412", "/seller/iban").unwrap_err();
+        assert_eq!(
+            (v.code.as_ref(), v.path.as_str(), v.message.as_ref()),
+            ("IBAN", "/seller/iban", "bad check digit")
+        );
+        assert_eq!(v.actual.as_deref(), Some("DK1212341234123412"));
+        assert_eq!(
+            check_abn("51 824 753 55", "/abn").unwrap_err().message,
+            "bad length"
+        );
+        assert_eq!(
+            check_acn("004 085 617", "/acn").unwrap_err().code,
+            codes::ACN
+        );
+        assert_eq!(
+            check_vat_number("GB980780684", "/vat").unwrap_err().message,
+            "bad country"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use fin_invariants::audit::{
     AuditSink, AuditSource, Deviation, Page, Progress, StoredBalance, StoredInvoice,
 };
+use fin_invariants::invoice::TaxRounding;
 use fin_invariants::journal::{Account, JournalEntry};
 
 #[derive(Default, Clone)]
@@ -70,6 +71,7 @@ impl AuditSource for MemorySource {
 pub struct VecSink {
     pub deviations: Vec<Deviation>,
     pub progress: Vec<Progress>,
+    pub roundings: Vec<(String, TaxRounding)>,
 }
 
 impl AuditSink for VecSink {
@@ -82,5 +84,9 @@ impl AuditSink for VecSink {
 
     fn progress(&mut self, progress: Progress) {
         self.progress.push(progress);
+    }
+
+    fn tax_rounding(&mut self, invoice_id: &str, rounding: TaxRounding) {
+        self.roundings.push((invoice_id.to_owned(), rounding));
     }
 }
