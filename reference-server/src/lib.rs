@@ -108,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::users::router())
         .merge(routes::audit::router())
         .merge(routes::ledger::router())
+        .merge(routes::invoices::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -2,4 +2,5 @@
 
 pub mod audit;
 pub mod identity;
+pub mod invoices;
 pub mod ledger;

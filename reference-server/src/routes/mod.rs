@@ -3,5 +3,6 @@
 
 pub mod audit;
 pub mod auth;
+pub mod invoices;
 pub mod ledger;
 pub mod users;
