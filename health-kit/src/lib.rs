@@ -55,10 +55,10 @@
 //! | feature | gives |
 //! |---|---|
 //! | (none) | the registry, the tower services, [`check_fn`] and [`snapshot_fn`] |
-//! | `axum` | [`axum::router`](crate::axum::router) |
-//! | `sqlx`, `sqlx-postgres`, `sqlx-sqlite` | [`checks::SqlxPoolCheck`]: round trip, connections in use and idle |
-//! | `redis` | [`checks::RedisCheck`]: `PING` round trip |
-//! | `disk` | [`checks::DiskSpaceCheck`]: space left on a file system (statvfs through `fs4`) |
+//! | `axum` | `axum::router` |
+//! | `sqlx`, `sqlx-postgres`, `sqlx-sqlite` | `checks::SqlxPoolCheck`: round trip, connections in use and idle |
+//! | `redis` | `checks::RedisCheck`: `PING` round trip |
+//! | `disk` | `checks::DiskSpaceCheck`: space left on a file system (statvfs through `fs4`) |
 //!
 //! For a gRPC server, [`Health::grpc_serving_status`] gives the grpc.health.v1 answer for a service name and
 //! [`Health::subscribe`] the changes a `Watch` streams.
