@@ -116,7 +116,7 @@ impl Decision {
             outcomes
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, o)| (o.remaining, u64::MAX - o.reset_micros))
+                .min_by_key(|(_, o)| (o.remaining(), u64::MAX - o.reset_micros()))
                 .map(|(i, _)| i)
         } else {
             outcomes

@@ -254,15 +254,18 @@ pub(crate) fn admit(tat: u64, now: u64, quota: &Quota, cost: u64) -> Option<u64>
     (new_tat - now <= quota.tolerance_micros()).then_some(new_tat)
 }
 
-/// What one limit says about one request, derived from its state.
+/// What one limit says about one request, derived from its state. The figures are computed when asked for, so
+/// a decision that nobody reads costs no division.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LimitOutcome {
     /// Whether this limit alone would admit the request.
     pub(crate) fits: bool,
-    /// Units still available after the decision (after the charge, when the request was admitted and charged).
-    pub(crate) remaining: u64,
-    /// Microseconds until `remaining` next rises; 0 when the quota is full.
-    pub(crate) reset_micros: u64,
+    /// How far the state (after any charge) is ahead of now, in microseconds.
+    pub(crate) ahead: u64,
+    /// The emission interval.
+    pub(crate) t: u64,
+    /// The tolerance.
+    pub(crate) tau: u64,
     /// Microseconds until the request would fit; 0 when it fits; `u64::MAX` when it never can (cost > burst).
     pub(crate) wait_micros: u64,
 }
@@ -277,13 +280,26 @@ impl LimitOutcome {
     /// Units still available after this decision.
     #[must_use]
     pub fn remaining(&self) -> u64 {
-        self.remaining
+        if self.t == 0 {
+            return 0;
+        }
+        self.tau.saturating_sub(self.ahead) / self.t
     }
 
     /// Time until [`remaining`](Self::remaining) next rises; zero when the quota is full.
     #[must_use]
     pub fn reset(&self) -> Duration {
-        Duration::from_micros(self.reset_micros)
+        Duration::from_micros(self.reset_micros())
+    }
+
+    pub(crate) fn reset_micros(&self) -> u64 {
+        if self.ahead == 0 {
+            return 0;
+        }
+        // remaining rises when `ahead` falls to tau - (remaining + 1) x T.
+        self.ahead
+            .saturating_add((self.remaining() + 1).saturating_mul(self.t))
+            .saturating_sub(self.tau)
     }
 
     /// Time until the request would fit under this limit; `None` when it fits now, `Some(Duration::MAX)` when it
@@ -301,7 +317,7 @@ impl LimitOutcome {
     #[must_use]
     pub fn reset_secs(&self) -> u64 {
         if self.fits {
-            self.reset_micros.div_ceil(1_000_000)
+            self.reset_micros().div_ceil(1_000_000)
         } else {
             retry_secs(self.wait_micros)
         }
@@ -314,6 +330,7 @@ pub(crate) fn retry_secs(wait_micros: u64) -> u64 {
 }
 
 /// The figures of one limit given its state `tat` (after any charge) at `now`.
+#[inline]
 pub(crate) fn describe(
     tat: u64,
     now: u64,
@@ -324,21 +341,12 @@ pub(crate) fn describe(
     let t = quota.emission_micros;
     let tau = quota.tolerance_micros();
     let ahead = tat.saturating_sub(now);
-    let remaining = tau.saturating_sub(ahead) / t;
-    let reset_micros = if ahead == 0 {
-        0
-    } else {
-        // remaining rises when `ahead` falls to tau - (remaining + 1) x T.
-        ahead
-            .saturating_add((remaining + 1).saturating_mul(t))
-            .saturating_sub(tau)
-    };
     let (fits, wait_micros) = if charged {
         (true, 0)
     } else {
-        match quota.emission_micros.checked_mul(cost) {
+        match t.checked_mul(cost) {
             Some(inc) if inc <= tau => {
-                let need = tat.max(now).saturating_add(inc).saturating_sub(now);
+                let need = ahead.saturating_add(inc);
                 if need <= tau {
                     (true, 0)
                 } else {
@@ -350,8 +358,9 @@ pub(crate) fn describe(
     };
     LimitOutcome {
         fits,
-        remaining,
-        reset_micros,
+        ahead,
+        t,
+        tau,
         wait_micros,
     }
 }
@@ -389,14 +398,17 @@ mod tests {
         let q = Quota::per_minute(60).unwrap(); // T = 1 s, tau = 60 s
         let now = 10_000_000;
         let out = describe(0, now, &q, 1, false);
-        assert_eq!((out.fits, out.remaining, out.reset_micros), (true, 60, 0));
+        assert_eq!(
+            (out.fits, out.remaining(), out.reset_micros()),
+            (true, 60, 0)
+        );
         let tat = admit(0, now, &q, 1).unwrap();
         let out = describe(tat, now, &q, 1, true);
-        assert_eq!((out.remaining, out.reset_micros), (59, 1_000_000));
+        assert_eq!((out.remaining(), out.reset_micros()), (59, 1_000_000));
         let full = now + 60_000_000;
         let out = describe(full, now, &q, 1, false);
         assert_eq!(
-            (out.fits, out.remaining, out.wait_micros),
+            (out.fits, out.remaining(), out.wait_micros),
             (false, 0, 1_000_000)
         );
         assert_eq!(out.reset_secs(), 1);

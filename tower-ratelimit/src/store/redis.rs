@@ -112,7 +112,7 @@ impl Default for RedisConfig {
             prefix: "ratelimit:".into(),
             call_timeout: Duration::from_millis(250),
             max_batch: 64,
-            max_in_flight: 4,
+            max_in_flight: 1,
             retry_interval: Duration::from_millis(200),
         }
     }
@@ -140,7 +140,8 @@ impl RedisConfig {
         self
     }
 
-    /// Script calls in flight at once when batching (default 4).
+    /// Script calls in flight at once when batching (default 1: on a small machine one large batch at a time
+    /// beat several smaller ones; raise it when Redis is far away).
     #[must_use]
     pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
         self.max_in_flight = max_in_flight.max(1);
@@ -600,10 +601,13 @@ fn fallback(
         FailurePolicy::FailOpen => {
             let mut d = Decision::new(DecisionSource::FailOpen);
             for check in checks {
+                let quota = check.limit.quota();
                 d.push(LimitOutcome {
                     fits: true,
-                    remaining: check.limit.quota().burst(),
-                    ..LimitOutcome::default()
+                    ahead: 0,
+                    t: quota.emission_interval_micros(),
+                    tau: quota.tolerance_micros(),
+                    wait_micros: 0,
                 });
             }
             d
@@ -611,11 +615,13 @@ fn fallback(
         FailurePolicy::FailClosed => {
             let mut d = Decision::new(DecisionSource::FailClosed);
             d.allowed = false;
-            for _ in checks {
+            for check in checks {
+                let quota = check.limit.quota();
                 d.push(LimitOutcome {
                     fits: false,
-                    remaining: 0,
-                    reset_micros: 1_000_000,
+                    ahead: quota.tolerance_micros(),
+                    t: quota.emission_interval_micros(),
+                    tau: quota.tolerance_micros(),
                     wait_micros: 1_000_000,
                 });
             }

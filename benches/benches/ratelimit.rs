@@ -1,0 +1,298 @@
+//! tower-ratelimit next to governor (in memory) and next to a plain GCRA script via EVALSHA (Redis).
+//!
+//! `cargo bench -p benches --bench ratelimit`. The Redis groups need Redis at `REDIS_URL` (default
+//! 127.0.0.1:6379) and are skipped with a note when it does not answer. Memory per key is counted with a
+//! counting allocator and printed after the groups.
+#![allow(unsafe_code)] // the counting allocator below
+#![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower_ratelimit::{Check, FailurePolicy, Key, Limit, Quota, RateLimiter, RedisConfig, RedisStore};
+
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call forwards to the system allocator with the same layout; the counter is only bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const KEYS: u64 = 10_000;
+
+
+fn group_settings(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
+}
+
+fn governor_keyed() -> governor::DefaultKeyedRateLimiter<u64> {
+    governor::RateLimiter::keyed(governor::Quota::per_second(NonZeroU32::new(1_000_000).unwrap()))
+}
+
+fn ours_minute() -> Limit {
+    Limit::new("per_second", Quota::per_second(1_000_000).unwrap()).unwrap()
+}
+
+fn keyed_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ratelimit/keyed_check");
+    group_settings(&mut group);
+    let ours = RateLimiter::in_memory();
+    let limit = ours_minute();
+    let mut k = 0u64;
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(ours.check_now(Key::Id(k), &limit, 1).is_allowed())
+        });
+    });
+    let governor = governor_keyed();
+    let mut k = 0u64;
+    group.bench_function("governor", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(governor.check_key(&k).is_ok())
+        });
+    });
+    group.finish();
+
+    // Two limits per request (minute and hour, all-or-none) for ours, one for governor.
+    let mut group = c.benchmark_group("ratelimit/keyed_check_two_limits");
+    group_settings(&mut group);
+    let minute = Limit::new("minute", Quota::per_minute(60_000_000).unwrap()).unwrap();
+    let hour = Limit::new("hour", Quota::per_hour(3_600_000_000).unwrap()).unwrap();
+    let mut k = 0u64;
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            let checks = [Check::charge(&minute, Key::Id(k)), Check::charge(&hour, Key::Id(k))];
+            black_box(ours.decide(&checks, 1).into_ready().is_ok_and(|d| d.is_allowed()))
+        });
+    });
+    let mut k = 0u64;
+    group.bench_function("governor", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(governor.check_key(&k).is_ok())
+        });
+    });
+    group.finish();
+
+    // One hot key: ours keyed with one key vs governor's direct (unkeyed) limiter.
+    let mut group = c.benchmark_group("ratelimit/hot_key");
+    group_settings(&mut group);
+    group.bench_function("ours", |b| b.iter(|| black_box(ours.check_now(Key::Id(7), &limit, 1).is_allowed())));
+    let direct = governor::RateLimiter::direct(
+        governor::Quota::with_period(Duration::from_nanos(1)).unwrap().allow_burst(NonZeroU32::new(1_000_000).unwrap()),
+    );
+    group.bench_function("governor", |b| b.iter(|| black_box(direct.check().is_ok())));
+    group.finish();
+}
+
+/// Two threads deciding over the same 10 000 keys, starting at different offsets: time per decision of the pair.
+fn two_threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ratelimit/keyed_check_two_threads");
+    group_settings(&mut group);
+    let ours = RateLimiter::in_memory();
+    let limit = ours_minute();
+    group.bench_function("ours", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let (ours, limit) = (&ours, &limit);
+                    s.spawn(move || {
+                        let mut k = t * KEYS / 2;
+                        for _ in 0..iters.div_ceil(2) {
+                            k = (k + 1) % KEYS;
+                            black_box(ours.check_now(Key::Id(k), limit, 1).is_allowed());
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        });
+    });
+    let governor = governor_keyed();
+    group.bench_function("governor", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let governor = &governor;
+                    s.spawn(move || {
+                        let mut k = t * KEYS / 2;
+                        for _ in 0..iters.div_ceil(2) {
+                            k = (k + 1) % KEYS;
+                            black_box(governor.check_key(&k).is_ok());
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        });
+    });
+    group.finish();
+}
+
+/// The plain GCRA script of notes/peer-benchmarks.md: TIME, GET, SET, PEXPIRE, one key per call.
+const PLAIN_GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local new_tat = tat + tonumber(ARGV[1])
+local allow_at = new_tat - tonumber(ARGV[2])
+if allow_at > now then return {0, allow_at - now} end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat))
+redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + 1)
+return {1, 0}
+";
+
+const CALLERS: u64 = 32;
+
+async fn run_callers<F, Fut>(iters: u64, call: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..CALLERS {
+        let call = call.clone();
+        let n = iters / CALLERS + u64::from(t < iters % CALLERS);
+        tasks.push(tokio::spawn(async move {
+            let mut k = t;
+            for _ in 0..n {
+                call(k % KEYS).await;
+                k += CALLERS;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn redis_decisions(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let Ok(client) = redis::Client::open(url.as_str()) else { return };
+    let conn = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await.ok()?.ok()
+    });
+    let Some(conn) = conn else {
+        println!("ratelimit/redis_32_callers: skipped, Redis does not answer at {url}");
+        return;
+    };
+    let mut group = c.benchmark_group("ratelimit/redis_32_callers");
+    group_settings(&mut group);
+    let limit = Limit::new("gcra", Quota::per_second(1000).unwrap()).unwrap();
+    for (id, max_batch) in [("ours", 64), ("ours_unbatched", 1)] {
+        let limiter = rt.block_on(async {
+            let store = RedisStore::new(&url, RedisConfig::default().prefix("bench:ours:").max_batch(max_batch)).unwrap();
+            RateLimiter::builder().redis(store, FailurePolicy::FailClosed).build()
+        });
+        let limit = limit.clone();
+        group.bench_function(id, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (limiter, limit) = (limiter.clone(), limit.clone());
+                run_callers(iters, move |k| {
+                    let (limiter, limit) = (limiter.clone(), limit.clone());
+                    async move {
+                        let d = limiter.check(Key::Id(k), &limit, 1).await;
+                        assert!(d.is_allowed(), "{:?}", d.source());
+                    }
+                })
+            });
+        });
+    }
+    let script = Arc::new(redis::Script::new(PLAIN_GCRA));
+    group.bench_function("plain_evalsha", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (script, conn) = (Arc::clone(&script), conn.clone());
+            run_callers(iters, move |k| {
+                let (script, mut conn) = (Arc::clone(&script), conn.clone());
+                async move {
+                    let key = format!("bench:plain:gcra:{{{k}}}");
+                    let reply: Vec<i64> =
+                        script.key(key).arg(1000).arg(1_000_000).invoke_async(&mut conn).await.unwrap();
+                    assert_eq!(reply[0], 1);
+                }
+            })
+        });
+    });
+    group.bench_function("ping", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let conn = conn.clone();
+            run_callers(iters, move |_| {
+                let mut conn = conn.clone();
+                async move {
+                    let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+                }
+            })
+        });
+    });
+    group.finish();
+}
+
+/// Bytes per idle key at 1 000 000 keys, counted by the allocator.
+fn memory_per_key(_c: &mut Criterion) {
+    const N: u64 = 1_000_000;
+    let limit = Limit::new("hour", Quota::per_hour(1000).unwrap()).unwrap();
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let ours = RateLimiter::builder().memory(tower_ratelimit::MemoryConfig::default().max_keys(2_000_000)).build();
+    for k in 0..N {
+        let _ = ours.check_now(Key::Id(k), &limit, 1);
+    }
+    let ours_bytes = ALLOCATED.load(Ordering::Relaxed) - before;
+    assert_eq!(ours.memory().len(), 1_000_000);
+    drop(ours);
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let governor = governor::RateLimiter::keyed(governor::Quota::per_hour(NonZeroU32::new(1000).unwrap()));
+    for k in 0..N {
+        let _ = governor.check_key(&k);
+    }
+    let governor_bytes = ALLOCATED.load(Ordering::Relaxed) - before;
+    println!(
+        "ratelimit/memory_per_idle_key at 1M keys: ours {:.1} B, governor {:.1} B",
+        ours_bytes as f64 / N as f64,
+        governor_bytes as f64 / N as f64
+    );
+    drop(governor);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = keyed_check, two_threads, redis_decisions, memory_per_key
+}
+criterion_main!(benches);
+
