@@ -8,7 +8,7 @@ use http::HeaderName;
 use tower_layer::Layer;
 use tracing::Level;
 
-use crate::id::{MakeRequestId, RequestId, UuidV7};
+use crate::id::{MakeRequestId, UuidV7};
 use crate::service::RequestIdService;
 
 /// The `x-request-id` header name.
@@ -22,7 +22,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///   at WARN, truncated to 64 bytes and escaped, at most once per second per layer (with a count of the
 ///   events suppressed since).
 /// - A valid `traceparent` joins the caller's trace; otherwise a new trace starts (W3C Processing Model).
-/// - [`RequestId`] and [`TraceContext`](crate::TraceContext) go into the request's extensions. An invalid
+/// - [`RequestId`](crate::RequestId) and [`TraceContext`](crate::TraceContext) go into the request's extensions. An invalid
 ///   incoming header is removed; with [`set_request_header`](Self::set_request_header) a generated id is
 ///   also written into the request's header.
 /// - The whole call runs in a span named `request` (INFO by default) with fields `request_id`, `trace_id`,
@@ -40,7 +40,7 @@ pub struct RequestIdLayer<M = UuidV7> {
 pub(crate) struct Config<M> {
     pub(crate) header: HeaderName,
     pub(crate) make: M,
-    pub(crate) rule: Option<fn(&[u8]) -> bool>,
+    pub(crate) rule: Rule,
     pub(crate) span_level: Level,
     pub(crate) set_request_header: bool,
     pub(crate) rejections: Arc<RejectionLog>,
@@ -54,7 +54,7 @@ impl RequestIdLayer {
             config: Config {
                 header: X_REQUEST_ID,
                 make: UuidV7,
-                rule: Some(RequestId::is_valid),
+                rule: Rule::Default,
                 span_level: Level::INFO,
                 set_request_header: false,
                 rejections: Arc::new(RejectionLog::default()),
@@ -104,14 +104,14 @@ impl<M> RequestIdLayer<M> {
     /// ASCII is ever kept.
     #[must_use]
     pub fn incoming_rule(mut self, rule: fn(&[u8]) -> bool) -> Self {
-        self.config.rule = Some(rule);
+        self.config.rule = Rule::Custom(rule);
         self
     }
 
     /// Never keeps an incoming id (for a service at the edge that does not trust its callers).
     #[must_use]
     pub fn ignore_incoming(mut self) -> Self {
-        self.config.rule = None;
+        self.config.rule = Rule::Never;
         self
     }
 
@@ -125,7 +125,7 @@ impl<M> RequestIdLayer<M> {
 
     /// Whether the request's own header is set to the id (default `false`).
     ///
-    /// The id is always in the extensions ([`RequestId`], the axum extractor), and an invalid incoming value is
+    /// The id is always in the extensions ([`RequestId`](crate::RequestId), the axum extractor), and an invalid incoming value is
     /// always removed, so the header holds either the kept id or nothing. Turn this on for code that reads the
     /// header itself (tower-http's `PropagateRequestIdLayer`, a proxy forwarding headers); it costs a header
     /// insert per request whose id was generated.
@@ -142,6 +142,17 @@ impl<S, M: Clone> Layer<S> for RequestIdLayer<M> {
     fn layer(&self, inner: S) -> Self::Service {
         RequestIdService::new(inner, self.config.clone())
     }
+}
+
+/// Which incoming ids are kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rule {
+    /// [`RequestId::is_valid`](crate::RequestId::is_valid).
+    Default,
+    /// A caller's rule, on top of "printable ASCII".
+    Custom(fn(&[u8]) -> bool),
+    /// None.
+    Never,
 }
 
 /// Rate limit of the rejection event: one per second per layer, with a count of those suppressed.

@@ -9,7 +9,7 @@ use tracing::{Level, Span};
 use crate::context::RequestContext;
 use crate::future::ResponseFuture;
 use crate::id::{MakeRequestId, RequestId};
-use crate::layer::Config;
+use crate::layer::{Config, Rule};
 use crate::trace::TraceContext;
 
 /// The service made by [`RequestIdLayer`](crate::RequestIdLayer).
@@ -47,11 +47,7 @@ enum Incoming<'a> {
     Rejected(&'a [u8]),
 }
 
-fn incoming<'a>(
-    headers: &'a HeaderMap,
-    name: &http::HeaderName,
-    rule: Option<fn(&[u8]) -> bool>,
-) -> Incoming<'a> {
+fn incoming<'a>(headers: &'a HeaderMap, name: &http::HeaderName, rule: Rule) -> Incoming<'a> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Incoming::Absent;
@@ -59,7 +55,14 @@ fn incoming<'a>(
     if values.next().is_some() {
         return Incoming::Rejected(first.as_bytes());
     }
-    match rule.and_then(|rule| RequestId::from_header_value_with(first, rule)) {
+    let kept = match rule {
+        Rule::Default => {
+            RequestId::is_valid(first.as_bytes()).then(|| RequestId::from_valid(first))
+        }
+        Rule::Custom(rule) => RequestId::from_header_value_with(first, rule),
+        Rule::Never => None,
+    };
+    match kept {
         Some(id) => Incoming::Valid(id),
         None => Incoming::Rejected(first.as_bytes()),
     }
