@@ -75,6 +75,16 @@ struct FlightSlot {
 
 type Outcome<V, E> = Result<Option<V>, LoadError<E>>;
 
+/// What joining the loads of a key gave.
+enum Join<V, E> {
+    /// Wait for this load.
+    Wait(watch::Receiver<Option<Outcome<V, E>>>),
+    /// A load finished just before: its value.
+    Value(Option<V>),
+    /// A background refresh was started, or one was already running.
+    Background,
+}
+
 /// Builds a [`QueryCache`].
 #[must_use]
 pub struct QueryCacheBuilder<V> {
@@ -332,8 +342,10 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
             }
             Found::Miss => inner.stats.incr(tier_index, Counter::Miss),
         }
-        let Some(mut receiver) = Inner::start_flight(inner, key, tier, loader, false) else {
-            return Err(LoadError::Aborted);
+        let mut receiver = match Inner::start_flight(inner, key, tier, loader, false) {
+            Join::Wait(receiver) => receiver,
+            Join::Value(value) => return Ok(value),
+            Join::Background => return Err(LoadError::Aborted),
         };
         match receiver.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone().unwrap_or(Err(LoadError::Aborted)),
@@ -575,7 +587,7 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         tier: Tier,
         loader: F,
         background: bool,
-    ) -> Option<watch::Receiver<Option<Outcome<V, E>>>>
+    ) -> Join<V, E>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
@@ -585,17 +597,25 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         let mut guard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(slot) = guard.get(key) {
             if background {
-                return None;
+                return Join::Background;
             }
             if let Some(receiver) = slot.receiver.downcast_ref::<watch::Receiver<Option<Outcome<V, E>>>>() {
-                return Some(receiver.clone());
+                return Join::Wait(receiver.clone());
             }
             // Another caller loads this key with another error type: load alone, without the slot.
             drop(guard);
             let (sender, receiver) = watch::channel(None);
             let flight = Flight { inner: Arc::clone(this), key: key.clone(), id: 0, tier, background };
             spawn(flight.run(loader, sender, Arc::new(AtomicBool::new(false))));
-            return Some(receiver);
+            return Join::Wait(receiver);
+        }
+        // A load may have finished between our lookup and this lock (it stores under this lock before it
+        // removes its slot): look again, or a second load of the same key would start.
+        // (A background refresh is asked for while the value is fresh, on purpose: no second look for it.)
+        if !background {
+            if let Found::Fresh(entry) = this.lookup(key, this.clock.now_ms()) {
+                return Join::Value(entry.value.clone());
+            }
         }
         let id = this.next_flight.fetch_add(1, Ordering::Relaxed);
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -610,7 +630,7 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         }
         let flight = Flight { inner: Arc::clone(this), key: key.clone(), id, tier, background };
         spawn(flight.run(loader, sender, cancelled));
-        (!background).then_some(receiver)
+        if background { Join::Background } else { Join::Wait(receiver) }
     }
 }
 
@@ -703,7 +723,6 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
                 if let Some(ttl) = ttl {
                     inner.store_local(&key, tier, &value, millis(ttl), load_ms, snapshot, Some(&cancelled));
                 }
-                self.finish();
                 if let (Some(l2), Some(generations), Some(ttl)) = (&inner.l2, generations, ttl) {
                     let stale = if value.is_some() { stale } else { Duration::ZERO };
                     // Before answering, so that a caller who then asks another instance finds it there. Not when
@@ -714,6 +733,8 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
                         inner.stats.global(Global::L2Error);
                     }
                 }
+                // Only now: callers arriving while Redis was written joined this load instead of starting one.
+                self.finish();
                 sender.send_replace(Some(Ok(value)));
             }
             Err(error) => {
@@ -754,7 +775,7 @@ fn xfetch_due<V>(entry: &Entry<V>, now: u64) -> bool {
         return false;
     }
     let draw = -(random_unit().ln());
-    let threshold = u64::try_from(remaining).unwrap_or(u64::MAX);
+    let threshold = remaining;
     #[allow(clippy::cast_precision_loss)]
     let scaled = draw * delta as f64;
     #[allow(clippy::cast_precision_loss)]

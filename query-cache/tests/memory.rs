@@ -329,3 +329,30 @@ fn zero_ttl_or_capacity_is_refused_when_built() {
     assert!(QueryCache::<u64>::builder().tier_ttl(Tier::Short, Duration::ZERO).build().is_err());
     assert!(QueryCache::<u64>::builder().max_weight(0).build().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_arriving_as_a_fast_load_finishes_do_not_load_again() {
+    let cache: QueryCache<u64> = QueryCache::builder().build().unwrap();
+    for round in 0..50u32 {
+        let k = key("1", round);
+        let calls = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (cache, k, calls) = (cache.clone(), k.clone(), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_load(&k, Tier::Short, move || async move {
+                            tokio::task::yield_now().await;
+                            Ok::<_, std::convert::Infallible>(calls.fetch_add(1, Ordering::SeqCst))
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), 0);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "round {round}");
+    }
+}

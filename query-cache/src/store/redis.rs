@@ -476,13 +476,11 @@ async fn subscribe_loop(shared: Arc<RedisShared>, cache: Weak<dyn LocalInvalidat
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let pubsub = match tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), connected).await {
-            Ok(Ok(pubsub)) => pubsub,
-            _ => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
+        let Ok(Ok(pubsub)) = tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), connected).await
+        else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            continue;
         };
         backoff = Duration::from_millis(50);
         {
