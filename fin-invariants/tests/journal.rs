@@ -288,3 +288,33 @@ fn public_types_are_send_sync_and_clone() {
     check::<fin_invariants::invoice::Totals>();
     check::<fin_invariants::audit::AuditRunner>();
 }
+
+#[test]
+fn a_balance_that_would_overflow_is_refused_and_nothing_is_applied() {
+    let big = Money::from_minor(i64::MAX, Currency::AUD);
+    let entry = |id| JournalEntry {
+        id: EntryId(id),
+        organization: ORG,
+        lines: vec![
+            JournalLine::debit(SALES, big),
+            JournalLine::credit(EUR_BANK_AUD, big),
+        ],
+    };
+    let mut accounts = accounts();
+    accounts.insert(
+        EUR_BANK_AUD,
+        Account {
+            id: EUR_BANK_AUD,
+            organization: ORG,
+            currency: Currency::AUD,
+            limit: BalanceLimit::None,
+        },
+    );
+    let mut ledger = Ledger::new();
+    assert_eq!(ledger.post(&entry(1), &accounts), Ok(Posted::Applied));
+    let err = ledger.post(&entry(2), &accounts).unwrap_err();
+    assert_eq!(err.codes().collect::<Vec<_>>(), ["OVERFLOW", "OVERFLOW"]);
+    assert_eq!(ledger.balance(SALES).unwrap().debits, big);
+}
+
+const EUR_BANK_AUD: AccountId = AccountId(60);

@@ -424,3 +424,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Journal checks and postings with any amounts (up to the `i64` limits) return violations, never panic,
+    /// and an overflowing balance is refused with nothing applied.
+    #[test]
+    fn journal_operations_never_panic(lines in prop::collection::vec((0u128..4, any::<bool>(), any::<i64>()), 0..8)) {
+        let accounts = chart(3, Currency::AUD);
+        let entry = JournalEntry {
+            id: EntryId(1),
+            organization: ORG,
+            lines: lines
+                .iter()
+                .map(|&(a, debit, m)| {
+                    let amount = Money::from_minor(m, Currency::AUD);
+                    if debit { JournalLine::debit(AccountId(a), amount) } else { JournalLine::credit(AccountId(a), amount) }
+                })
+                .collect(),
+        };
+        let _ = check_entry(&entry, &accounts);
+        let mut ledger = Ledger::new();
+        for k in 0..3u128 {
+            let entry = JournalEntry { id: EntryId(k), ..entry.clone() };
+            let before: Vec<_> = { let mut b: Vec<_> = ledger.balances().collect(); b.sort_by_key(|(id, _)| *id); b };
+            if ledger.post(&entry, &accounts).is_err() {
+                let mut after: Vec<_> = ledger.balances().collect();
+                after.sort_by_key(|(id, _)| *id);
+                prop_assert_eq!(before, after, "a refused entry changes nothing");
+            }
+        }
+        let mut rebuilt = Ledger::new().track_ids(false);
+        for _ in 0..3 {
+            let _ = rebuilt.apply_unchecked(&entry);
+        }
+    }
+}
