@@ -35,7 +35,7 @@ async fn drain_turns_ready_to_503_before_the_server_stops() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
-    let period = Duration::from_millis(400);
+    let period = Duration::from_secs(2);
     let shutdown = health.drain_after(
         async move {
             let _ = signal_rx.await;

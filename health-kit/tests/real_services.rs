@@ -13,7 +13,7 @@ use tokio::time::Instant;
 const INTERVAL: Duration = Duration::from_millis(300);
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// Scheduling slack on a shared 2-core machine, beyond the interval and the timeout.
-const SLACK: Duration = Duration::from_millis(700);
+const SLACK: Duration = Duration::from_millis(1000);
 
 fn options() -> CheckOptions {
     CheckOptions::critical()
