@@ -235,23 +235,23 @@ async fn early_refresh_reloads_a_hot_value_before_it_expires() {
     let slow = |calls: &Arc<AtomicU64>| {
         let calls = Arc::clone(calls);
         move || async move {
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             Ok::<_, std::convert::Infallible>(calls.fetch_add(1, Ordering::SeqCst) + 1)
         }
     };
     cache.get_or_load(&k, Tier::Short, slow(&calls)).await.unwrap();
-    // Far from expiry: never refreshed early.
+    // Far from expiry (60 s left, 1 s loads): refreshed early with probability e^-60 per hit.
     for _ in 0..100 {
         cache.get_or_load(&k, Tier::Short, slow(&calls)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    // One millisecond before expiry with a 10 s load: refreshed (each hit misses with probability 1e-4).
+    // One millisecond before expiry with a 1 s load: refreshed (each hit skips it with probability 1e-3).
     hand.advance(Duration::from_millis(59_999));
     for _ in 0..5 {
         assert_eq!(cache.get_or_load(&k, Tier::Short, slow(&calls)).await.unwrap(), 1);
     }
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(cache.get(&k), Some(2));
 }
