@@ -43,6 +43,7 @@
 //! | `logging` | yes | [`logging::init`] and [`logging::JsonLayer`] (tracing-subscriber, serde_json) |
 //! | `axum` | no | [`RequestId`], [`TraceContext`] and [`RequestContext`] as axum extractors |
 //! | `opentelemetry` | no | the request span joins the caller's trace in OpenTelemetry; OTLP export from `OTEL_EXPORTER_OTLP_ENDPOINT` ([`otel`]) |
+//! | `reqwest` | no | [`OutboundLayer`] also wraps `reqwest::Client` (a `tower::Service<reqwest::Request>`) |
 //! | `sentry` | no | a Sentry hub per request with the request id as a tag on every event ([`sentry`]) |
 //!
 //! # Pitfalls
@@ -83,7 +84,7 @@ pub use crate::context::{RequestContext, Scoped};
 pub use crate::future::ResponseFuture;
 pub use crate::id::{InvalidRequestId, MAX_LEN, MakeRequestId, RequestId, Ulid, UuidV4, UuidV7};
 pub use crate::layer::{RequestIdLayer, X_REQUEST_ID};
-pub use crate::outbound::{Outbound, OutboundLayer, inject};
+pub use crate::outbound::{Outbound, OutboundLayer, OutboundRequest, inject_headers};
 pub use crate::service::RequestIdService;
 pub use crate::trace::{SpanId, TraceContext, TraceFlags, TraceId, TraceParent};
 

@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -12,7 +12,7 @@ use crate::layer::X_REQUEST_ID;
 use crate::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 
 /// Sets `x-request-id`, `traceparent` and `tracestate` on outbound requests of any tower HTTP client
-/// (hyper-util's `Client`, reqwest through its tower support, any `Service<http::Request<B>>`).
+/// (hyper-util's `Client`, any `Service<http::Request<B>>`, and reqwest's `Client` with the feature `reqwest`).
 ///
 /// The values come from the outbound request's own extensions when it carries a [`RequestId`] or
 /// [`TraceContext`], otherwise from the request being served on this thread ([`RequestContext::current`]).
@@ -82,14 +82,15 @@ impl<S> Outbound<S> {
     }
 }
 
-/// Writes the headers that carry `id` and `trace` onto `request`, leaving any already set alone.
-pub fn inject<B>(
-    request: &mut Request<B>,
+/// Writes the headers that carry `id` and `trace` (`x-request-id` or `header`, `traceparent` with this
+/// service's span as parent, `tracestate`) into `headers`, leaving any already set alone. For clients that
+/// are not tower services: `inject_headers(req.headers_mut(), &X_REQUEST_ID, Some(&ctx.id), Some(&ctx.trace))`.
+pub fn inject_headers(
+    headers: &mut HeaderMap,
     header: &HeaderName,
     id: Option<&RequestId>,
     trace: Option<&TraceContext>,
 ) {
-    let headers = request.headers_mut();
     if let Some(id) = id
         && !headers.contains_key(header)
     {
@@ -99,7 +100,7 @@ pub fn inject<B>(
         && !headers.contains_key(&TRACEPARENT)
     {
         headers.insert(TRACEPARENT, trace.outbound_traceparent().to_header_value());
-        // A tracestate without our traceparent would belong to another trace (W3C 3.3.1).
+        // tracestate travels only with the traceparent it belongs to; a stale one is dropped.
         match trace.tracestate() {
             Some(state) => headers.insert(TRACESTATE, HeaderValue::clone(state)),
             None => headers.remove(&TRACESTATE),
@@ -107,9 +108,44 @@ pub fn inject<B>(
     }
 }
 
-impl<S, B> Service<Request<B>> for Outbound<S>
+/// A request type [`Outbound`] can write headers into: `http::Request<B>` (hyper-util, any tower HTTP
+/// client) and, with the feature `reqwest`, `reqwest::Request` (reqwest's `Client` is a
+/// `tower::Service<reqwest::Request>`).
+pub trait OutboundRequest {
+    /// The request's headers.
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+
+    /// An id and trace context the caller attached to this request itself (they win over the current
+    /// request's). The default has none.
+    fn attached(&self) -> (Option<RequestId>, Option<TraceContext>) {
+        (None, None)
+    }
+}
+
+impl<B> OutboundRequest for Request<B> {
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        Request::headers_mut(self)
+    }
+
+    fn attached(&self) -> (Option<RequestId>, Option<TraceContext>) {
+        (
+            self.extensions().get::<RequestId>().cloned(),
+            self.extensions().get::<TraceContext>().cloned(),
+        )
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl OutboundRequest for reqwest::Request {
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        reqwest::Request::headers_mut(self)
+    }
+}
+
+impl<S, R> Service<R> for Outbound<S>
 where
-    S: Service<Request<B>>,
+    S: Service<R>,
+    R: OutboundRequest,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -119,21 +155,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = req.extensions().get::<RequestId>().cloned();
-        let trace = req.extensions().get::<TraceContext>().cloned();
-        if id.is_some() && trace.is_some() {
-            inject(&mut req, &self.header, id.as_ref(), trace.as_ref());
-        } else if let Some(current) = RequestContext::current() {
-            inject(
-                &mut req,
-                &self.header,
-                Some(id.as_ref().unwrap_or(&current.id)),
-                Some(trace.as_ref().unwrap_or(&current.trace)),
-            );
+    fn call(&mut self, mut req: R) -> Self::Future {
+        let (id, trace) = req.attached();
+        let current = if id.is_some() && trace.is_some() {
+            None
         } else {
-            inject(&mut req, &self.header, id.as_ref(), trace.as_ref());
-        }
+            RequestContext::current()
+        };
+        let id = id.or_else(|| current.as_ref().map(|c| c.id.clone()));
+        let trace = trace.or_else(|| current.map(|c| c.trace));
+        inject_headers(req.headers_mut(), &self.header, id.as_ref(), trace.as_ref());
         self.inner.call(req)
     }
 }

@@ -153,3 +153,35 @@ async fn outside_a_request_nothing_is_added_and_explicit_extensions_win() {
     assert_eq!(seen[1]["traceparent"], expected.as_str());
     assert_eq!(seen[2]["x-request-id"], "explicit-1");
 }
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_client_through_its_tower_service_carries_the_ids() {
+    let (url, seen) = upstream().await;
+    let client = ServiceBuilder::new()
+        .layer(OutboundLayer::new())
+        .service(reqwest::Client::new());
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(move |req: Request<()>| {
+            let mut client = client.clone();
+            let url = url.clone();
+            async move {
+                let trace = req.extensions().get::<TraceContext>().unwrap().clone();
+                let upstream_req =
+                    reqwest::Request::new(reqwest::Method::GET, url.parse().unwrap());
+                let res = client.ready().await?.call(upstream_req).await?;
+                assert_eq!(res.status(), StatusCode::OK);
+                Ok::<_, reqwest::Error>(Response::new(trace.outbound_traceparent().to_string()))
+            }
+        }));
+    let req = Request::builder()
+        .header("x-request-id", "pay-sync-44")
+        .header("traceparent", TRACEPARENT)
+        .body(())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0]["x-request-id"], "pay-sync-44");
+    assert_eq!(seen[0]["traceparent"], res.body().as_str());
+}
