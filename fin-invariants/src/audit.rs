@@ -163,7 +163,8 @@ pub struct Summary {
     pub invoices_checked: u64,
     /// Invoices with at least one violation.
     pub invoices_deviating: u64,
-    /// Invoices whose tax was rounded per invoice (EN 16931, GST "total invoice").
+    /// Invoices whose tax was rounded per invoice (EN 16931, GST "total invoice"), including those where
+    /// both methods give the same amounts ([`TaxRounding::Either`]).
     pub invoices_rounded_per_invoice: u64,
     /// Invoices whose tax was rounded per supply (GST "taxable supply").
     pub invoices_rounded_per_supply: u64,

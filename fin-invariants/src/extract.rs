@@ -16,13 +16,31 @@ pub const PROBLEM_TYPE: &str = "/problems/validation";
 /// answered with `422 application/problem+json` listing every violation, and the handler never runs.
 ///
 /// ```
-/// use axum::{Router, routing::post};
+/// use axum::{Router, body::Body, http::{Request, StatusCode}, routing::post};
 /// use fin_invariants::{Validated, invoice::InvoiceWithTotals};
+/// use tower::ServiceExt;
 ///
 /// async fn create(Validated(doc): Validated<InvoiceWithTotals>) -> String {
 ///     doc.totals.payable_amount.to_string()
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
 /// let app: Router = Router::new().route("/api/v1/invoices", post(create));
+/// // One line of 2 x 9.95 at 10 % VAT, with a VAT total one cent short.
+/// let body = r#"{"currency":"AUD",
+///   "lines":[{"quantity":"2","net_price":"9.95","tax_category":"S","tax_rate":"10"}],
+///   "totals":{"line_net_total":"19.90","tax_exclusive_amount":"19.90","tax_total":"1.98",
+///             "tax_inclusive_amount":"21.88","payable_amount":"21.88",
+///             "tax_breakdown":[{"category":"S","rate":"10","taxable_amount":"19.90","tax_amount":"1.98"}]}}"#;
+/// let request = Request::post("/api/v1/invoices")
+///     .header("content-type", "application/json")
+///     .body(Body::from(body))
+///     .unwrap();
+/// let response = app.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// # }
 /// ```
 ///
 /// The service should check again with the same code ([`Validate::validate`]): the route guards the

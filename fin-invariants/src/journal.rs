@@ -32,7 +32,8 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// An account id (a UUID's 128 bits, or any integer id).
+    /// An account id (a UUID's 128 bits, or any integer id). Ids serialize as JSON numbers; a server with
+    /// UUID ids converts with `Uuid::as_u128` and keeps its own string form on the wire.
     AccountId
 );
 id_type!(
