@@ -327,6 +327,16 @@ impl Money {
             .try_fold(Self::zero(currency), Self::checked_add)
     }
 
+    /// Compares two amounts of the same currency (there is no `Ord`: AUD 1 and JPY 1 do not compare).
+    ///
+    /// # Errors
+    ///
+    /// [`MoneyError::CurrencyMismatch`].
+    pub fn checked_cmp(self, other: Self) -> Result<std::cmp::Ordering, MoneyError> {
+        self.same_currency(other)?;
+        Ok(self.minor.cmp(&other.minor))
+    }
+
     /// Whether the amount is zero.
     #[must_use]
     pub const fn is_zero(self) -> bool {
@@ -533,6 +543,19 @@ mod tests {
                 left: Currency::AUD,
                 right: Currency::EUR
             })
+        );
+    }
+
+    #[test]
+    fn amounts_compare_only_within_a_currency() {
+        assert_eq!(
+            aud("1.00").checked_cmp(aud("0.99")),
+            Ok(std::cmp::Ordering::Greater)
+        );
+        assert!(
+            aud("1")
+                .checked_cmp(Money::parse("1", Currency::JPY).unwrap())
+                .is_err()
         );
     }
 
