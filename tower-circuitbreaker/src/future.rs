@@ -19,15 +19,12 @@ use crate::{BoxError, Outcome};
 #[derive(Debug)]
 pub(crate) struct Guard {
     core: Arc<StripeRef>,
-    ticket: Option<Ticket>,
+    ticket: Ticket,
 }
 
 impl Guard {
     pub(crate) fn new(core: Arc<StripeRef>, ticket: Ticket) -> Self {
-        Self {
-            core,
-            ticket: Some(ticket),
-        }
+        Self { core, ticket }
     }
 
     #[inline]

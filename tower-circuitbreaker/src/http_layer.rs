@@ -148,7 +148,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match self.breaker.core().acquire() {
+        let core = self.breaker.core();
+        if let Some(ticket) = core.fast_ticket() {
+            let guard = Guard::new(self.breaker.local(), ticket);
+            return HttpResponseFuture::called(
+                self.inner.call(req),
+                guard,
+                self.classifier.clone(),
+            );
+        }
+        match core.acquire() {
             Ok(ticket) => {
                 let guard = Guard::new(self.breaker.local(), ticket);
                 HttpResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())

@@ -108,7 +108,12 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.breaker.core().acquire() {
+        let core = self.breaker.core();
+        if let Some(ticket) = core.fast_ticket() {
+            let guard = Guard::new(self.breaker.local(), ticket);
+            return ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone());
+        }
+        match core.acquire() {
             Ok(ticket) => {
                 let guard = Guard::new(self.breaker.local(), ticket);
                 ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())

@@ -183,12 +183,48 @@ impl Snapshot {
     }
 }
 
-/// A call's claim on the breaker: the generation it started in, and when (if slow calls are measured).
+/// A call's claim on the breaker: the generation it started in, whether it is a half-open probe, and when it
+/// started (if slow calls are measured). Two whole words and no `bool` field: permits and futures copy it
+/// around, and a byte written next to a word read back whole stalls store-to-load forwarding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket {
-    generation: u64,
-    half_open: bool,
+    /// generation << 1 | half-open; `TAKEN` once recorded
+    tag: u64,
     started: u64,
+}
+
+impl Ticket {
+    const TAKEN: u64 = u64::MAX;
+
+    #[inline]
+    fn new(generation: u64, half_open: bool, started: u64) -> Self {
+        Self {
+            tag: (generation << 1) | u64::from(half_open),
+            started,
+        }
+    }
+
+    #[inline]
+    fn generation(self) -> u64 {
+        self.tag >> 1
+    }
+
+    #[inline]
+    fn half_open(self) -> bool {
+        self.tag & 1 == 1
+    }
+
+    /// The ticket, leaving it marked as recorded; `None` if it was already.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<Self> {
+        if self.tag == Self::TAKEN {
+            None
+        } else {
+            let t = *self;
+            self.tag = Self::TAKEN;
+            Some(t)
+        }
+    }
 }
 
 /// Bookkeeping of the slow paths, under the mutex.
@@ -391,10 +427,10 @@ impl Breaker {
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, CircuitOpen> {
         let core = self.core();
-        core.acquire().map(|ticket| Permit {
-            core,
-            ticket: Some(ticket),
-        })
+        if let Some(ticket) = core.fast_ticket() {
+            return Ok(Permit { core, ticket });
+        }
+        core.acquire().map(|ticket| Permit { core, ticket })
     }
 
     /// The state and counts now.
@@ -456,7 +492,7 @@ impl Breaker {
 #[must_use = "a permit dropped unrecorded counts the call as ignored"]
 pub struct Permit<'a> {
     core: &'a Core,
-    ticket: Option<Ticket>,
+    ticket: Ticket,
 }
 
 impl Permit<'_> {
@@ -480,7 +516,7 @@ impl Permit<'_> {
     /// The generation the call started in.
     #[must_use]
     pub fn generation(&self) -> u64 {
-        self.ticket.map_or(0, |t| t.generation)
+        self.ticket.generation()
     }
 }
 
@@ -515,16 +551,26 @@ impl Core {
         self.clock.now_nanos()
     }
 
+    /// The closed path's admission: a ticket when the state admits every call, `None` otherwise (then call
+    /// [`Core::acquire`]). Kept apart so the hot path never builds a `Result` holding a refusal.
     #[inline]
+    pub(crate) fn fast_ticket(&self) -> Option<Ticket> {
+        let word = self.state.load(Ordering::Acquire);
+        match kind_of(word) {
+            BreakerState::Closed | BreakerState::MetricsOnly | BreakerState::Disabled => {
+                let started = if self.measure_time { self.now() } else { 0 };
+                Some(Ticket::new(generation_of(word), false, started))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
         let word = self.state.load(Ordering::Acquire);
         match kind_of(word) {
             BreakerState::Closed | BreakerState::MetricsOnly | BreakerState::Disabled => {
-                Ok(Ticket {
-                    generation: generation_of(word),
-                    half_open: false,
-                    started: if self.measure_time { self.now() } else { 0 },
-                })
+                let started = if self.measure_time { self.now() } else { 0 };
+                Ok(Ticket::new(generation_of(word), false, started))
             }
             BreakerState::Open => {
                 // The coarse reading turns calls away cheaply; the move to half-open checks the precise one.
@@ -573,22 +619,16 @@ impl Core {
                 }
                 if slow.probes_in_flight < self.config.half_open_permits.get() {
                     slow.probes_in_flight += 1;
-                    Ok(Ticket {
-                        generation: generation_of(word),
-                        half_open: true,
-                        started: if self.measure_time { now } else { 0 },
-                    })
+                    let started = if self.measure_time { now } else { 0 };
+                    Ok(Ticket::new(generation_of(word), true, started))
                 } else {
                     drop(slow);
                     Err(self.reject(None))
                 }
             }
             BreakerState::Closed | BreakerState::MetricsOnly | BreakerState::Disabled => {
-                Ok(Ticket {
-                    generation: generation_of(word),
-                    half_open: false,
-                    started: if self.measure_time { now } else { 0 },
-                })
+                let started = if self.measure_time { now } else { 0 };
+                Ok(Ticket::new(generation_of(word), false, started))
             }
             BreakerState::ForcedOpen | BreakerState::Open => {
                 drop(slow);
@@ -609,11 +649,11 @@ impl Core {
         let stripe = stripe_index(self.stripes);
         self.totals[stripe].add(mark, slow && mark != Mark::Ignored);
         let word = self.state.load(Ordering::Acquire);
-        if generation_of(word) != ticket.generation {
+        if generation_of(word) != ticket.generation() {
             // Started in an earlier state: counted, but decides nothing now.
             return;
         }
-        if ticket.half_open {
+        if ticket.half_open() {
             self.record_probe(word, outcome, slow);
             return;
         }

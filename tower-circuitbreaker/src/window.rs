@@ -131,18 +131,44 @@ pub(crate) struct TimeWindow {
     /// buckets used per stripe plus 8 (128 bytes) of padding, so two stripes never share a cache line
     stride: usize,
     cells: Box<[Bucket]>,
+    /// Per stripe: the epoch last written (`epoch << 8 | slot`), so that a call within the same bucket
+    /// needs no division; `u64::MAX` when none.
+    cursors: Box<[Padded<AtomicU64>]>,
 }
 
 impl TimeWindow {
     pub(crate) fn new(width_nanos: u64, buckets: usize, stripes: usize) -> Self {
         let stride = buckets + 8;
         let cells = (0..stride * stripes).map(|_| Bucket::default()).collect();
+        let cursors = (0..stripes)
+            .map(|_| Padded(AtomicU64::new(u64::MAX)))
+            .collect();
         Self {
             width_nanos: width_nanos.max(1),
             buckets,
             stride,
             cells,
+            cursors,
         }
+    }
+
+    /// The epoch of `now` and its slot, from the stripe's cursor when `now` still falls in its bucket.
+    #[inline]
+    fn locate(&self, stripe: usize, now: u64) -> (u64, usize) {
+        let cursor = &self.cursors[stripe];
+        let c = cursor.load(Relaxed);
+        let epoch = c >> 8;
+        // now - start < width, with now < start wrapping to a huge value
+        if c != u64::MAX
+            && now.wrapping_sub(epoch.wrapping_mul(self.width_nanos)) < self.width_nanos
+        {
+            return (epoch, usize::try_from(c & 0xFF).unwrap_or(0));
+        }
+        let epoch = self.epoch(now);
+        let slot = epoch % self.buckets as u64;
+        // epoch < 2^55 (width >= 166 us), slot < 64: the packing is lossless
+        cursor.store((epoch << 8) | slot, Relaxed);
+        (epoch, usize::try_from(slot).unwrap_or(0))
     }
 
     #[inline]
@@ -153,10 +179,8 @@ impl TimeWindow {
     /// Records one call (failed or slow or neither) in `stripe` at time `now`.
     #[inline]
     pub(crate) fn record(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
-        let epoch = self.epoch(now);
+        let (epoch, slot) = self.locate(stripe, now);
         let tag = (epoch & TAG_MASK) << TAG_SHIFT;
-        // usize -> u64 is lossless on every supported target; the remainder is below `buckets`.
-        let slot = usize::try_from(epoch % self.buckets as u64).unwrap_or(0);
         let b = &self.cells[stripe * self.stride + slot];
         bump(&b.calls, tag, |v| if v < CALLS_MAX { v + 1 } else { v });
         if failure || slow {
@@ -218,11 +242,13 @@ impl TimeWindow {
 fn bump(word: &AtomicU64, tag: u64, f: impl Fn(u64) -> u64) {
     let mut cur = word.load(Relaxed);
     loop {
-        let value = if cur & !CALLS_MAX == tag {
-            cur & CALLS_MAX
-        } else {
-            0
-        };
+        let held = cur >> TAG_SHIFT;
+        let ours = tag >> TAG_SHIFT;
+        if held != ours && cur & CALLS_MAX != 0 && held.wrapping_sub(ours) & TAG_MASK < 1 << 23 {
+            // A later epoch already holds this slot: the caller read the clock a whole window ago.
+            return;
+        }
+        let value = if held == ours { cur & CALLS_MAX } else { 0 };
         let next = tag | (f(value) & CALLS_MAX);
         match word.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
             Ok(_) => return,
@@ -341,6 +367,34 @@ mod tests {
         assert_eq!(w.sum(100 * SEC, 2), WindowSum::default());
         w.clear();
         assert_eq!(w.sum(10 * SEC, 2), WindowSum::default());
+    }
+
+    #[test]
+    fn a_record_from_a_window_ago_does_not_wipe_a_newer_bucket() {
+        let w = TimeWindow::new(SEC, 10, 1);
+        w.record(0, 12 * SEC, true, false);
+        w.record(0, 12 * SEC + 1, false, false);
+        // slot 2 holds epoch 12; a writer that read the clock at 2 s arrives late
+        w.record(0, 2 * SEC, false, false);
+        assert_eq!(
+            w.sum(12 * SEC, 1),
+            WindowSum {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
+        // the cursor moves back and forth without losing counts
+        w.record(0, 13 * SEC, false, false);
+        w.record(0, 12 * SEC + 5, false, false);
+        assert_eq!(
+            w.sum(13 * SEC, 1),
+            WindowSum {
+                calls: 4,
+                failures: 1,
+                slow: 0
+            }
+        );
     }
 
     #[test]
