@@ -47,6 +47,32 @@
 //! # }
 //! ```
 //!
+//! In front of any HTTP service, without a router, [`HealthLayer`] answers the four paths and passes the rest on:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use health_kit::{Health, HealthLayer};
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let health = Health::builder().build()?;
+//! let app = ServiceBuilder::new().layer(HealthLayer::new(health.clone())).service(tower::service_fn(
+//!     |_req: Request<()>| async { Ok::<_, Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from("app")))) },
+//! ));
+//!
+//! let startup = app.clone().oneshot(Request::get("/health/startup").body(())?).await?;
+//! assert_eq!(startup.status(), StatusCode::SERVICE_UNAVAILABLE); // not started yet
+//! health.mark_started();
+//! let startup = app.clone().oneshot(Request::get("/health/startup").body(())?).await?;
+//! assert_eq!(startup.status(), StatusCode::OK);
+//! let other = app.oneshot(Request::get("/api/invoices").body(())?).await?;
+//! assert_eq!(other.status(), StatusCode::OK); // the application answered
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! On shutdown, pass [`Health::drain_after`] to the server's graceful shutdown: on the signal, readiness turns
 //! 503 at once, the server keeps serving for the drain period while load balancers notice, then stops.
 //!
@@ -90,6 +116,7 @@ mod check;
 mod clock;
 mod error;
 mod grpc;
+mod layer;
 mod observation;
 mod policy;
 mod registry;
@@ -106,6 +133,7 @@ pub use check::{Check, CheckFn, CheckFuture, SnapshotFn, check_fn, snapshot_fn};
 pub use clock::WallClock;
 pub use error::ConfigError;
 pub use grpc::ServingStatus;
+pub use layer::{HealthBody, HealthLayer, ResponseFuture, WithHealth};
 pub use observation::{Measurement, Observation};
 pub use policy::DetailPolicy;
 pub use registry::{CheckOptions, Health, HealthBuilder, Refresher};

@@ -98,7 +98,11 @@ impl Health {
     }
 }
 
-fn answer<B>(health: &Health, endpoint: Endpoint, request: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) fn answer<B>(
+    health: &Health,
+    endpoint: Endpoint,
+    request: Request<B>,
+) -> Response<Full<Bytes>> {
     let method = request.method();
     if method != Method::GET && method != Method::HEAD {
         let mut response = empty(StatusCode::METHOD_NOT_ALLOWED);

@@ -717,3 +717,44 @@ proptest! {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn layer_answers_health_paths_and_passes_the_rest_with_its_errors() {
+    use http_body_util::BodyExt;
+    let health = Health::builder().build().unwrap();
+    health.mark_started();
+    let inner = tower::service_fn(|req: http::Request<()>| async move {
+        if req.uri().path() == "/boom" {
+            return Err("inner failed");
+        }
+        Ok(http::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"app"),
+        )))
+    });
+    let app = tower::ServiceBuilder::new()
+        .layer(health_kit::HealthLayer::new(health.clone()))
+        .service(inner);
+
+    let ready = app
+        .clone()
+        .oneshot(http::Request::get("/health/ready").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.headers()[CONTENT_TYPE], "application/health+json");
+    let body = ready.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"status":"pass"}"#);
+
+    let other = app
+        .clone()
+        .oneshot(http::Request::get("/api").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(other.into_body().collect().await.unwrap().to_bytes(), "app");
+
+    let err = app
+        .oneshot(http::Request::get("/boom").body(()).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err, "inner failed");
+}
