@@ -30,7 +30,9 @@ pub struct QueryCache<V> {
 
 impl<V> Clone for QueryCache<V> {
     fn clone(&self) -> Self {
-        Self { inner: Arc::clone(&self.inner) }
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
@@ -105,7 +107,9 @@ pub struct QueryCacheBuilder<V> {
 
 impl<V> std::fmt::Debug for QueryCacheBuilder<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryCacheBuilder").field("ttls", &self.ttls).finish_non_exhaustive()
+        f.debug_struct("QueryCacheBuilder")
+            .field("ttls", &self.ttls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,6 +201,7 @@ impl<V: Clone + Send + Sync + 'static> QueryCacheBuilder<V> {
         self
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn second_tier(mut self, l2: Arc<dyn SecondTier<V>>) -> Self {
         self.l2 = Some(l2);
         self
@@ -217,12 +222,16 @@ impl<V: Clone + Send + Sync + 'static> QueryCacheBuilder<V> {
             return Err(ConfigError::ZeroCapacity);
         }
         let stats = Arc::new(Stats::new());
-        let l1 = self.in_process.then(|| new_l1(self.max_weight, self.estimated_items, Arc::clone(&stats)));
+        let l1 = self
+            .in_process
+            .then(|| new_l1(self.max_weight, self.estimated_items, Arc::clone(&stats)));
         let has_l2 = self.l2.is_some();
         let inner = Arc::new(Inner {
             l1,
             l2: self.l2,
-            flights: (0..FLIGHT_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            flights: (0..FLIGHT_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
             tags: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             clock: self.clock,
@@ -288,7 +297,12 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
     /// # Errors
     ///
     /// [`LoadError::Loader`] with the loader's error, or [`LoadError::Aborted`] when its task panicked.
-    pub async fn get_or_load<F, Fut, E>(&self, key: &CacheKey, tier: Tier, loader: F) -> Result<V, LoadError<E>>
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        key: &CacheKey,
+        tier: Tier,
+        loader: F,
+    ) -> Result<V, LoadError<E>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
@@ -329,14 +343,18 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
             Found::Fresh(entry) => {
                 inner.stats.incr(usize::from(entry.tier), Counter::Hit);
                 if entry.value.is_none() {
-                    inner.stats.incr(usize::from(entry.tier), Counter::NegativeHit);
+                    inner
+                        .stats
+                        .incr(usize::from(entry.tier), Counter::NegativeHit);
                 } else if inner.early_refresh && xfetch_due(&entry, now) {
                     Inner::start_flight(inner, key, tier, loader, true);
                 }
                 return Ok(entry.value.clone());
             }
             Found::Stale(entry) => {
-                inner.stats.incr(usize::from(entry.tier), Counter::StaleServed);
+                inner
+                    .stats
+                    .incr(usize::from(entry.tier), Counter::StaleServed);
                 Inner::start_flight(inner, key, tier, loader, true);
                 return Ok(entry.value.clone());
             }
@@ -375,7 +393,11 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
         if let (Some(l2), Some(generations)) = (&inner.l2, generations) {
             let fresh = inner.ttls.ttl(tier);
             let stale = Duration::from_millis(inner.stale_window_ms);
-            if l2.set(key, &value, fresh, stale, 0, generations).await.is_err() {
+            if l2
+                .set(key, &value, fresh, stale, 0, generations)
+                .await
+                .is_err()
+            {
                 inner.stats.global(Global::L2Error);
             }
         }
@@ -475,8 +497,12 @@ pub enum InvalidateError {
 impl<V: Clone + Send + Sync + 'static> Inner<V> {
     #[inline]
     fn lookup(&self, key: &CacheKey, now: u64) -> Found<V> {
-        let Some(l1) = &self.l1 else { return Found::Miss };
-        let Some(entry) = l1.get(key) else { return Found::Miss };
+        let Some(l1) = &self.l1 else {
+            return Found::Miss;
+        };
+        let Some(entry) = l1.get(key) else {
+            return Found::Miss;
+        };
         if !entry.is_current(&self.epoch) {
             l1.remove_if(key, |current| Arc::ptr_eq(current, &entry));
             return Found::Miss;
@@ -497,7 +523,9 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
 
     fn remove_local(&self, key: &CacheKey) {
         let shard = self.flight_shard(key);
-        let guard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(slot) = guard.get(key) {
             slot.cancelled.store(true, Ordering::Release);
         }
@@ -510,11 +538,22 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
 
     fn tag_generation(&self, tenant: &str, tag: &str) -> Arc<AtomicU64> {
         let name = format!("{tenant}\u{0}{tag}");
-        if let Some(found) = self.tags.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&name) {
+        if let Some(found) = self
+            .tags
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&name)
+        {
             return Arc::clone(found);
         }
-        let mut map = self.tags.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(map.entry(name).or_insert_with(|| Arc::new(AtomicU64::new(0))))
+        let mut map = self
+            .tags
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            map.entry(name)
+                .or_insert_with(|| Arc::new(AtomicU64::new(0))),
+        )
     }
 
     /// The generations a load starts under: the epoch, the tenant's and each tag's.
@@ -526,7 +565,10 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
             let seen = generation.load(Ordering::Acquire);
             tags.push((generation, seen));
         }
-        Snapshot { epoch, tags: tags.into_boxed_slice() }
+        Snapshot {
+            epoch,
+            tags: tags.into_boxed_slice(),
+        }
     }
 
     /// Puts a loaded value into the in-process tier, unless the key was invalidated while it loaded.
@@ -544,8 +586,11 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         let Some(l1) = &self.l1 else { return };
         let now = self.clock.now_ms();
         let mut fresh_until = now.saturating_add(fresh_ms);
-        let mut stale_until =
-            if value.is_some() { fresh_until.saturating_add(self.stale_window_ms) } else { fresh_until };
+        let mut stale_until = if value.is_some() {
+            fresh_until.saturating_add(self.stale_window_ms)
+        } else {
+            fresh_until
+        };
         if let Some(max_age) = self.l1_max_age_ms {
             // With a second tier, an in-process entry is only a copy: trust it for a bounded time while the
             // invalidation subscriber is down, and serve nothing stale from it that Redis would not.
@@ -572,7 +617,9 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
             return;
         }
         let shard = self.flight_shard(key);
-        let guard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cancelled.is_some_and(|c| c.load(Ordering::Acquire)) {
             return;
         }
@@ -594,43 +641,66 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
         E: Send + Sync + 'static,
     {
         let shard = this.flight_shard(key);
-        let mut guard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(slot) = guard.get(key) {
             if background {
                 return Join::Background;
             }
-            if let Some(receiver) = slot.receiver.downcast_ref::<watch::Receiver<Option<Outcome<V, E>>>>() {
+            if let Some(receiver) = slot
+                .receiver
+                .downcast_ref::<watch::Receiver<Option<Outcome<V, E>>>>()
+            {
                 return Join::Wait(receiver.clone());
             }
             // Another caller loads this key with another error type: load alone, without the slot.
             drop(guard);
             let (sender, receiver) = watch::channel(None);
-            let flight = Flight { inner: Arc::clone(this), key: key.clone(), id: 0, tier, background };
+            let flight = Flight {
+                inner: Arc::clone(this),
+                key: key.clone(),
+                id: 0,
+                tier,
+                background,
+            };
             spawn(flight.run(loader, sender, Arc::new(AtomicBool::new(false))));
             return Join::Wait(receiver);
         }
         // A load may have finished between our lookup and this lock (it stores under this lock before it
         // removes its slot): look again, or a second load of the same key would start.
         // (A background refresh is asked for while the value is fresh, on purpose: no second look for it.)
-        if !background {
-            if let Found::Fresh(entry) = this.lookup(key, this.clock.now_ms()) {
-                return Join::Value(entry.value.clone());
-            }
+        if !background && let Found::Fresh(entry) = this.lookup(key, this.clock.now_ms()) {
+            return Join::Value(entry.value.clone());
         }
         let id = this.next_flight.fetch_add(1, Ordering::Relaxed);
         let cancelled = Arc::new(AtomicBool::new(false));
         let (sender, receiver) = watch::channel(None);
         guard.insert(
             key.clone(),
-            FlightSlot { id, cancelled: Arc::clone(&cancelled), receiver: Arc::new(receiver.clone()) },
+            FlightSlot {
+                id,
+                cancelled: Arc::clone(&cancelled),
+                receiver: Arc::new(receiver.clone()),
+            },
         );
         drop(guard);
         if background {
             this.stats.incr(tier.index(), Counter::Refresh);
         }
-        let flight = Flight { inner: Arc::clone(this), key: key.clone(), id, tier, background };
+        let flight = Flight {
+            inner: Arc::clone(this),
+            key: key.clone(),
+            id,
+            tier,
+            background,
+        };
         spawn(flight.run(loader, sender, cancelled));
-        if background { Join::Background } else { Join::Wait(receiver) }
+        if background {
+            Join::Background
+        } else {
+            Join::Wait(receiver)
+        }
     }
 }
 
@@ -646,7 +716,10 @@ fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
 
 /// Polls a future on the current thread (used only outside a tokio runtime).
 fn futures_lite_block_on(fut: impl Future<Output = ()>) {
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         runtime.block_on(fut);
     }
 }
@@ -667,8 +740,12 @@ struct Flight<V: Clone + Send + Sync + 'static> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Flight<V> {
-    async fn run<F, Fut, E>(self, loader: F, sender: watch::Sender<Option<Outcome<V, E>>>, cancelled: Arc<AtomicBool>)
-    where
+    async fn run<F, Fut, E>(
+        self,
+        loader: F,
+        sender: watch::Sender<Option<Outcome<V, E>>>,
+        cancelled: Arc<AtomicBool>,
+    ) where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<V>, E>> + Send + 'static,
         E: Send + Sync + 'static,
@@ -711,7 +788,11 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
         let result = loader().await;
         let elapsed = started.elapsed();
         let load_ms = millis(elapsed);
-        inner.stats.add(tier_index, Counter::LoadMicros, u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        inner.stats.add(
+            tier_index,
+            Counter::LoadMicros,
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        );
         match result {
             Ok(value) => {
                 inner.stats.incr(tier_index, Counter::Load);
@@ -721,14 +802,29 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
                     (None, None) => None,
                 };
                 if let Some(ttl) = ttl {
-                    inner.store_local(&key, tier, &value, millis(ttl), load_ms, snapshot, Some(&cancelled));
+                    inner.store_local(
+                        &key,
+                        tier,
+                        &value,
+                        millis(ttl),
+                        load_ms,
+                        snapshot,
+                        Some(&cancelled),
+                    );
                 }
                 if let (Some(l2), Some(generations), Some(ttl)) = (&inner.l2, generations, ttl) {
-                    let stale = if value.is_some() { stale } else { Duration::ZERO };
+                    let stale = if value.is_some() {
+                        stale
+                    } else {
+                        Duration::ZERO
+                    };
                     // Before answering, so that a caller who then asks another instance finds it there. Not when
                     // the key was invalidated meanwhile (the Lua check would refuse it anyway).
                     if !cancelled.load(Ordering::Acquire)
-                        && l2.set(&key, &value, ttl, stale, load_ms, generations).await.is_err()
+                        && l2
+                            .set(&key, &value, ttl, stale, load_ms, generations)
+                            .await
+                            .is_err()
                     {
                         inner.stats.global(Global::L2Error);
                     }
@@ -751,7 +847,9 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
             return;
         }
         let shard = self.inner.flight_shard(&self.key);
-        let mut guard = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.get(&self.key).is_some_and(|slot| slot.id == self.id) {
             guard.remove(&self.key);
         }
@@ -817,7 +915,12 @@ impl<V: Clone + Send + Sync + 'static> LocalInvalidator for Inner<V> {
 
     fn invalidate_local_tag(&self, tenant: &str, tag: Option<&str>) {
         let name = format!("{tenant}\u{0}{}", tag.unwrap_or(TENANT_TAG));
-        if let Some(generation) = self.tags.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&name) {
+        if let Some(generation) = self
+            .tags
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&name)
+        {
             generation.fetch_add(1, Ordering::AcqRel);
         }
     }

@@ -28,18 +28,30 @@ fn coarse() -> &'static Coarse {
     COARSE.get_or_init(|| {
         let start = Instant::now();
         // Leaked once per process: the ticker thread and every clock share it for the life of the process.
-        let probe: &'static Coarse = Box::leak(Box::new(Coarse { start, now_ms: AtomicU64::new(0), ticking: true }));
-        let spawned = std::thread::Builder::new().name("query-cache-clock".into()).spawn(move || {
-            loop {
-                std::thread::sleep(TICK);
-                // fetch_max: the value never goes backwards, whatever the scheduler does.
-                probe.now_ms.fetch_max(probe.elapsed_ms(), Ordering::Relaxed);
-            }
-        });
+        let probe: &'static Coarse = Box::leak(Box::new(Coarse {
+            start,
+            now_ms: AtomicU64::new(0),
+            ticking: true,
+        }));
+        let spawned = std::thread::Builder::new()
+            .name("query-cache-clock".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(TICK);
+                    // fetch_max: the value never goes backwards, whatever the scheduler does.
+                    probe
+                        .now_ms
+                        .fetch_max(probe.elapsed_ms(), Ordering::Relaxed);
+                }
+            });
         if spawned.is_ok() {
             probe
         } else {
-            Box::leak(Box::new(Coarse { start, now_ms: AtomicU64::new(0), ticking: false }))
+            Box::leak(Box::new(Coarse {
+                start,
+                now_ms: AtomicU64::new(0),
+                ticking: false,
+            }))
         }
     })
 }
@@ -71,14 +83,21 @@ impl Clock {
     /// The process-wide coarse monotonic clock.
     #[must_use]
     pub fn system() -> Self {
-        Self { kind: ClockKind::System(coarse()) }
+        Self {
+            kind: ClockKind::System(coarse()),
+        }
     }
 
     /// A clock that starts at zero and moves only through the returned [`ManualClock`].
     #[must_use]
     pub fn manual() -> (Self, ManualClock) {
         let ms = Arc::new(AtomicU64::new(0));
-        (Self { kind: ClockKind::Manual(Arc::clone(&ms)) }, ManualClock { ms })
+        (
+            Self {
+                kind: ClockKind::Manual(Arc::clone(&ms)),
+            },
+            ManualClock { ms },
+        )
     }
 
     /// Milliseconds since this clock's origin.
@@ -103,7 +122,11 @@ impl ManualClock {
     /// Moves the clock forward by `by` (whole milliseconds; the rest is dropped).
     pub fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        let _ = self.ms.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| Some(now.saturating_add(ms)));
+        let _ = self
+            .ms
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                Some(now.saturating_add(ms))
+            });
     }
 
     /// The clock's reading in milliseconds.

@@ -92,6 +92,9 @@ pub enum StoreError {
     /// The tier is marked down after a recent failure and is skipped until it is probed again.
     #[error("redis is marked down")]
     Down,
+    /// The Redis store was built outside a tokio runtime (it needs one for its connection).
+    #[error("the redis store must be built inside a tokio runtime")]
+    NoRuntime,
     /// A stored value could not be decoded.
     #[error("stored value cannot be decoded: {0}")]
     Decode(String),

@@ -50,7 +50,11 @@ impl CacheKey {
     /// [`KeyError`] when the tenant is empty, longer than [`MAX_PART_LEN`] or contains `:`, `{`, `}`, whitespace
     /// or control characters; when the name is empty, too long or contains `:`, whitespace or control
     /// characters; or when the parameters cannot be serialized.
-    pub fn new<P: Serialize + ?Sized>(tenant: &str, name: &str, params: &P) -> Result<Self, KeyError> {
+    pub fn new<P: Serialize + ?Sized>(
+        tenant: &str,
+        name: &str,
+        params: &P,
+    ) -> Result<Self, KeyError> {
         check_part("tenant", tenant, |c| c == ':' || c == '{' || c == '}')?;
         check_part("query name", name, |c| c == ':')?;
         let bytes = postcard::to_allocvec(params).map_err(|e| KeyError::Params(e.to_string()))?;
@@ -64,10 +68,15 @@ impl CacheKey {
             full.push(char::from(HEX[usize::from(b >> 4)]));
             full.push(char::from(HEX[usize::from(b & 0x0f)]));
         }
-        Ok(Self::from_parts(full.into_boxed_str(), tenant.len(), Box::new([])))
+        Ok(Self::from_parts(
+            full.into_boxed_str(),
+            tenant.len(),
+            Box::new([]),
+        ))
     }
 
     /// Rebuilds a key from [`CacheKey::as_str`] (without tags), as invalidation messages carry it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn from_full(full: &str) -> Option<Self> {
         let tenant_len = full.find(':')?;
         Some(Self::from_parts(full.into(), tenant_len, Box::new([])))
@@ -75,7 +84,14 @@ impl CacheKey {
 
     fn from_parts(full: Box<str>, tenant_len: usize, tags: Box<[Box<str>]>) -> Self {
         let hash = fx_hash(full.as_bytes());
-        Self { inner: Arc::new(KeyInner { full, tenant_len, hash, tags }) }
+        Self {
+            inner: Arc::new(KeyInner {
+                full,
+                tenant_len,
+                hash,
+                tags,
+            }),
+        }
     }
 
     /// The same key with these tags (replacing any it had).
@@ -97,12 +113,14 @@ impl CacheKey {
                 list.push(tag.into());
             }
         }
-        Ok(Self { inner: Arc::new(KeyInner {
-            full: self.inner.full.clone(),
-            tenant_len: self.inner.tenant_len,
-            hash: self.inner.hash,
-            tags: list.into_boxed_slice(),
-        }) })
+        Ok(Self {
+            inner: Arc::new(KeyInner {
+                full: self.inner.full.clone(),
+                tenant_len: self.inner.tenant_len,
+                hash: self.inner.hash,
+                tags: list.into_boxed_slice(),
+            }),
+        })
     }
 
     /// The tenant this key belongs to.
@@ -140,11 +158,21 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), KeyError> {
     check_part("tag", tag, |_| false)
 }
 
-fn check_part(what: &'static str, value: &str, forbidden: impl Fn(char) -> bool) -> Result<(), KeyError> {
+fn check_part(
+    what: &'static str,
+    value: &str,
+    forbidden: impl Fn(char) -> bool,
+) -> Result<(), KeyError> {
     if value.is_empty() || value.len() > MAX_PART_LEN {
-        return Err(KeyError::Length { what, len: value.len() });
+        return Err(KeyError::Length {
+            what,
+            len: value.len(),
+        });
     }
-    if let Some(c) = value.chars().find(|&c| c.is_whitespace() || c.is_control() || forbidden(c)) {
+    if let Some(c) = value
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || forbidden(c))
+    {
         return Err(KeyError::Character { what, character: c });
     }
     Ok(())
@@ -187,7 +215,10 @@ impl Hash for CacheKey {
 
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheKey").field("key", &self.as_str()).field("tags", &self.tags()).finish()
+        f.debug_struct("CacheKey")
+            .field("key", &self.as_str())
+            .field("tags", &self.tags())
+            .finish()
     }
 }
 
@@ -255,7 +286,12 @@ mod tests {
         assert!(CacheKey::new("a", "q:r", &()).is_err());
         assert!(CacheKey::new("a", "q r", &()).is_err());
         assert!(CacheKey::new("a", &"x".repeat(300), &()).is_err());
-        assert!(CacheKey::new("a", "q", &()).unwrap().tagged(["ok", "not ok"]).is_err());
+        assert!(
+            CacheKey::new("a", "q", &())
+                .unwrap()
+                .tagged(["ok", "not ok"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -14,6 +14,6 @@ pub use clock::{Clock, ManualClock};
 pub use error::{ConfigError, KeyError, LoadError, StoreError};
 pub use key::CacheKey;
 pub use stats::{RedisStatus, StatsSnapshot, TierStats};
-pub use tier::Tier;
 #[cfg(feature = "redis")]
 pub use store::redis::{RedisStore, RedisStoreBuilder};
+pub use tier::Tier;

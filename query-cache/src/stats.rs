@@ -66,7 +66,9 @@ fn stripe_index() -> usize {
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            stripes: (0..STRIPES).map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
             globals: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -90,7 +92,10 @@ impl Stats {
 
     fn sum(&self, tier: usize, counter: Counter) -> u64 {
         let slot = tier * COUNTERS + counter as usize;
-        self.stripes.iter().map(|s| s.0[slot].load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
+        self.stripes
+            .iter()
+            .map(|s| s.0[slot].load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {

@@ -59,7 +59,12 @@ pub(crate) struct TierTtls(pub(crate) [Duration; 4]);
 
 impl Default for TierTtls {
     fn default() -> Self {
-        Self([Duration::from_secs(60), Duration::from_secs(300), Duration::from_secs(3600), Duration::from_secs(86_400)])
+        Self([
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+            Duration::from_secs(86_400),
+        ])
     }
 }
 

@@ -8,16 +8,27 @@ use std::time::Duration;
 use query_cache::{CacheKey, Clock, LoadError, ManualClock, QueryCache, Tier};
 
 fn key(tenant: &str, n: u32) -> CacheKey {
-    CacheKey::new(tenant, "totals", &n).unwrap().tagged(["invoices"]).unwrap()
+    CacheKey::new(tenant, "totals", &n)
+        .expect("valid key")
+        .tagged(["invoices"])
+        .expect("valid key")
 }
 
 fn manual_cache() -> (QueryCache<u64>, ManualClock) {
     let (clock, hand) = Clock::manual();
-    (QueryCache::builder().clock(clock).build().unwrap(), hand)
+    (
+        QueryCache::builder()
+            .clock(clock)
+            .build()
+            .expect("valid config"),
+        hand,
+    )
 }
 
 /// A loader that counts its calls and returns the call number.
-fn counting(calls: &Arc<AtomicU64>) -> impl FnOnce() -> std::future::Ready<Result<u64, std::convert::Infallible>> + use<> {
+fn counting(
+    calls: &Arc<AtomicU64>,
+) -> impl FnOnce() -> std::future::Ready<Result<u64, std::convert::Infallible>> + use<> {
     let calls = Arc::clone(calls);
     move || std::future::ready(Ok(calls.fetch_add(1, Ordering::SeqCst) + 1))
 }
@@ -27,8 +38,20 @@ async fn second_read_is_a_hit_and_does_not_load() {
     let (cache, _) = manual_cache();
     let calls = Arc::new(AtomicU64::new(0));
     let k = key("1", 1);
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 1);
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 1);
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(cache.get(&k), Some(1));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let stats = cache.stats();
@@ -41,28 +64,53 @@ async fn value_expires_after_its_tier_ttl() {
     let (cache, hand) = manual_cache();
     let calls = Arc::new(AtomicU64::new(0));
     let k = key("1", 1);
-    cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap();
+    cache
+        .get_or_load(&k, Tier::Short, counting(&calls))
+        .await
+        .unwrap();
     hand.advance(Duration::from_millis(59_999));
     assert_eq!(cache.get(&k), Some(1));
     hand.advance(Duration::from_millis(1));
     assert_eq!(cache.get(&k), None);
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 2);
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn configured_tier_and_per_call_ttl_are_honoured() {
     let (clock, hand) = Clock::manual();
-    let cache: QueryCache<u64> =
-        QueryCache::builder().clock(clock).tier_ttl(Tier::Long, Duration::from_secs(10)).build().unwrap();
+    let cache: QueryCache<u64> = QueryCache::builder()
+        .clock(clock)
+        .tier_ttl(Tier::Long, Duration::from_secs(10))
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicU64::new(0));
-    cache.get_or_load(&key("1", 1), Tier::Long, counting(&calls)).await.unwrap();
-    cache.get_or_load(&key("1", 2), Tier::Ttl(Duration::from_secs(2)), counting(&calls)).await.unwrap();
+    cache
+        .get_or_load(&key("1", 1), Tier::Long, counting(&calls))
+        .await
+        .unwrap();
+    cache
+        .get_or_load(
+            &key("1", 2),
+            Tier::Ttl(Duration::from_secs(2)),
+            counting(&calls),
+        )
+        .await
+        .unwrap();
     hand.advance(Duration::from_secs(2));
     assert!(cache.get(&key("1", 1)).is_some());
     assert!(cache.get(&key("1", 2)).is_none());
     hand.advance(Duration::from_secs(8));
     assert!(cache.get(&key("1", 1)).is_none());
-    assert_eq!(cache.stats().tier(Tier::Ttl(Duration::ZERO)).unwrap().tier, "custom");
+    assert_eq!(
+        cache.stats().tier(Tier::Ttl(Duration::ZERO)).unwrap().tier,
+        "custom"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,12 +167,20 @@ async fn loader_error_reaches_the_caller_and_is_not_cached() {
     let (cache, _) = manual_cache();
     let k = key("1", 1);
     let err = cache
-        .get_or_load(&k, Tier::Short, || async { Err::<u64, _>(std::io::Error::other("upstream 503")) })
+        .get_or_load(&k, Tier::Short, || async {
+            Err::<u64, _>(std::io::Error::other("upstream 503"))
+        })
         .await
         .unwrap_err();
     assert_eq!(err.loader_error().unwrap().to_string(), "upstream 503");
     let calls = Arc::new(AtomicU64::new(0));
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 1);
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(cache.stats().tier(Tier::Short).unwrap().load_errors, 1);
 }
 
@@ -143,7 +199,13 @@ async fn panicking_loader_is_reported_and_the_key_stays_loadable() {
         .unwrap_err();
     assert!(matches!(err, LoadError::Aborted));
     let calls = Arc::new(AtomicU64::new(0));
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 1);
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 fn k_is_poisoned() -> bool {
@@ -154,11 +216,23 @@ fn k_is_poisoned() -> bool {
 async fn tag_invalidation_drops_tagged_keys_of_that_tenant_only() {
     let (cache, _) = manual_cache();
     let calls = Arc::new(AtomicU64::new(0));
-    let invoices = CacheKey::new("1", "a", &()).unwrap().tagged(["invoices"]).unwrap();
-    let bank = CacheKey::new("1", "b", &()).unwrap().tagged(["bank"]).unwrap();
-    let other_tenant = CacheKey::new("2", "a", &()).unwrap().tagged(["invoices"]).unwrap();
+    let invoices = CacheKey::new("1", "a", &())
+        .unwrap()
+        .tagged(["invoices"])
+        .unwrap();
+    let bank = CacheKey::new("1", "b", &())
+        .unwrap()
+        .tagged(["bank"])
+        .unwrap();
+    let other_tenant = CacheKey::new("2", "a", &())
+        .unwrap()
+        .tagged(["invoices"])
+        .unwrap();
     for k in [&invoices, &bank, &other_tenant] {
-        cache.get_or_load(k, Tier::Medium, counting(&calls)).await.unwrap();
+        cache
+            .get_or_load(k, Tier::Medium, counting(&calls))
+            .await
+            .unwrap();
     }
     cache.invalidate_tag("1", "invoices").await.unwrap();
     assert!(cache.get(&invoices).is_none());
@@ -205,13 +279,26 @@ async fn a_load_running_during_an_invalidation_is_not_stored() {
 #[tokio::test]
 async fn stale_value_is_served_while_one_refresh_runs() {
     let (clock, hand) = Clock::manual();
-    let cache: QueryCache<u64> =
-        QueryCache::builder().clock(clock).stale_while_revalidate(Duration::from_secs(30)).build().unwrap();
+    let cache: QueryCache<u64> = QueryCache::builder()
+        .clock(clock)
+        .stale_while_revalidate(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicU64::new(0));
     let k = key("1", 1);
-    cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap();
+    cache
+        .get_or_load(&k, Tier::Short, counting(&calls))
+        .await
+        .unwrap();
     hand.advance(Duration::from_secs(61));
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 1, "stale value at once");
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        1,
+        "stale value at once"
+    );
     // Let the background refresh run.
     for _ in 0..10 {
         tokio::task::yield_now().await;
@@ -223,13 +310,23 @@ async fn stale_value_is_served_while_one_refresh_runs() {
     assert_eq!(stats.tier(Tier::Short).unwrap().refreshes, 1);
     // Past the stale window: a plain miss.
     hand.advance(Duration::from_secs(91));
-    assert_eq!(cache.get_or_load(&k, Tier::Short, counting(&calls)).await.unwrap(), 3);
+    assert_eq!(
+        cache
+            .get_or_load(&k, Tier::Short, counting(&calls))
+            .await
+            .unwrap(),
+        3
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn early_refresh_reloads_a_hot_value_before_it_expires() {
     let (clock, hand) = Clock::manual();
-    let cache: QueryCache<u64> = QueryCache::builder().clock(clock).early_refresh(true).build().unwrap();
+    let cache: QueryCache<u64> = QueryCache::builder()
+        .clock(clock)
+        .early_refresh(true)
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicU64::new(0));
     let k = key("1", 1);
     let slow = |calls: &Arc<AtomicU64>| {
@@ -239,17 +336,29 @@ async fn early_refresh_reloads_a_hot_value_before_it_expires() {
             Ok::<_, std::convert::Infallible>(calls.fetch_add(1, Ordering::SeqCst) + 1)
         }
     };
-    cache.get_or_load(&k, Tier::Short, slow(&calls)).await.unwrap();
+    cache
+        .get_or_load(&k, Tier::Short, slow(&calls))
+        .await
+        .unwrap();
     // Far from expiry (60 s left, 1 s loads): refreshed early with probability e^-60 per hit.
     for _ in 0..100 {
-        cache.get_or_load(&k, Tier::Short, slow(&calls)).await.unwrap();
+        cache
+            .get_or_load(&k, Tier::Short, slow(&calls))
+            .await
+            .unwrap();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // One millisecond before expiry with a 1 s load: refreshed (each hit skips it with probability 1e-3).
     hand.advance(Duration::from_millis(59_999));
     for _ in 0..5 {
-        assert_eq!(cache.get_or_load(&k, Tier::Short, slow(&calls)).await.unwrap(), 1);
+        assert_eq!(
+            cache
+                .get_or_load(&k, Tier::Short, slow(&calls))
+                .await
+                .unwrap(),
+            1
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -259,8 +368,11 @@ async fn early_refresh_reloads_a_hot_value_before_it_expires() {
 #[tokio::test]
 async fn absences_are_cached_only_with_a_negative_ttl() {
     let (clock, hand) = Clock::manual();
-    let cache: QueryCache<u64> =
-        QueryCache::builder().clock(clock).negative_ttl(Duration::from_secs(5)).build().unwrap();
+    let cache: QueryCache<u64> = QueryCache::builder()
+        .clock(clock)
+        .negative_ttl(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicU64::new(0));
     let k = key("1", 1);
     let absent = |calls: &Arc<AtomicU64>| {
@@ -270,18 +382,43 @@ async fn absences_are_cached_only_with_a_negative_ttl() {
             Ok::<Option<u64>, std::convert::Infallible>(None)
         }
     };
-    assert_eq!(cache.get_or_load_optional(&k, Tier::Short, absent(&calls)).await.unwrap(), None);
-    assert_eq!(cache.get_or_load_optional(&k, Tier::Short, absent(&calls)).await.unwrap(), None);
+    assert_eq!(
+        cache
+            .get_or_load_optional(&k, Tier::Short, absent(&calls))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        cache
+            .get_or_load_optional(&k, Tier::Short, absent(&calls))
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(cache.stats().tier(Tier::Short).unwrap().negative_hits, 1);
     hand.advance(Duration::from_secs(5));
-    cache.get_or_load_optional(&k, Tier::Short, absent(&calls)).await.unwrap();
+    cache
+        .get_or_load_optional(&k, Tier::Short, absent(&calls))
+        .await
+        .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
     let (cache, _) = manual_cache();
-    cache.get_or_load_optional(&k, Tier::Short, absent(&calls)).await.unwrap();
-    cache.get_or_load_optional(&k, Tier::Short, absent(&calls)).await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 4, "without a negative TTL absences are not cached");
+    cache
+        .get_or_load_optional(&k, Tier::Short, absent(&calls))
+        .await
+        .unwrap();
+    cache
+        .get_or_load_optional(&k, Tier::Short, absent(&calls))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "without a negative TTL absences are not cached"
+    );
 }
 
 #[tokio::test]
@@ -293,10 +430,16 @@ async fn a_flood_of_keys_stays_within_the_weight_bound() {
         .build()
         .unwrap();
     for n in 0..20_000u32 {
-        cache.insert(&key("flood", n), Tier::Long, vec![0u8; 256]).await;
+        cache
+            .insert(&key("flood", n), Tier::Long, vec![0u8; 256])
+            .await;
     }
     let stats = cache.stats();
-    assert!(stats.weight <= 64 * 1024, "weight {} over the bound", stats.weight);
+    assert!(
+        stats.weight <= 64 * 1024,
+        "weight {} over the bound",
+        stats.weight
+    );
     assert!(stats.entries <= 256, "{} entries", stats.entries);
     assert!(stats.tier(Tier::Long).unwrap().evictions > 19_000);
 }
@@ -326,7 +469,12 @@ fn public_types_are_send_sync_and_clone() {
 
 #[test]
 fn zero_ttl_or_capacity_is_refused_when_built() {
-    assert!(QueryCache::<u64>::builder().tier_ttl(Tier::Short, Duration::ZERO).build().is_err());
+    assert!(
+        QueryCache::<u64>::builder()
+            .tier_ttl(Tier::Short, Duration::ZERO)
+            .build()
+            .is_err()
+    );
     assert!(QueryCache::<u64>::builder().max_weight(0).build().is_err());
 }
 

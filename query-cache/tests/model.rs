@@ -44,14 +44,27 @@ fn key_of(i: u8) -> CacheKey {
     let tags: Vec<&str> = TAGS
         .iter()
         .enumerate()
-        .filter(|(t, _)| if *t == 0 { i % 3 != 1 } else { i % 2 == 0 })
+        .filter(|(t, _)| {
+            if *t == 0 {
+                i % 3 != 1
+            } else {
+                i.is_multiple_of(2)
+            }
+        })
         .map(|(_, tag)| *tag)
         .collect();
-    CacheKey::new(&(i % 2).to_string(), "q", &i).unwrap().tagged(tags).unwrap()
+    CacheKey::new(&(i % 2).to_string(), "q", &i)
+        .expect("test setup")
+        .tagged(tags)
+        .expect("test setup")
 }
 
 fn has_tag(i: u8, tag: usize) -> bool {
-    if tag == 0 { i % 3 != 1 } else { i % 2 == 0 }
+    if tag == 0 {
+        i % 3 != 1
+    } else {
+        i.is_multiple_of(2)
+    }
 }
 
 /// What the model knows of each version a loader produced.
@@ -74,19 +87,26 @@ struct Model {
 
 impl Model {
     fn invalidated_after(&self, v: &Version) -> bool {
-        self.invalidations.iter().any(|(seq, keys)| *seq > v.seq && keys.contains(&v.key))
+        self.invalidations
+            .iter()
+            .any(|(seq, keys)| *seq > v.seq && keys.contains(&v.key))
     }
 }
 
 fn run(ops: &[Op], stale: bool) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test setup");
     runtime.block_on(async {
         let (clock, hand): (Clock, ManualClock) = Clock::manual();
-        let mut builder = QueryCache::<u64>::builder().clock(clock).tier_ttl(Tier::Short, Duration::from_millis(TTL_MS));
+        let mut builder = QueryCache::<u64>::builder()
+            .clock(clock)
+            .tier_ttl(Tier::Short, Duration::from_millis(TTL_MS));
         if stale {
             builder = builder.stale_while_revalidate(Duration::from_millis(STALE_MS));
         }
-        let cache = builder.build().unwrap();
+        let cache = builder.build().expect("test setup");
         let model = Arc::new(Mutex::new(Model::default()));
         let window = TTL_MS + if stale { STALE_MS } else { 0 };
         for op in ops {
@@ -101,46 +121,89 @@ fn run(ops: &[Op], stale: bool) -> Result<(), TestCaseError> {
                         let loader = move || async move {
                             // The clock when the load runs (a background refresh may run well after it was asked).
                             let now = hand.now_ms();
-                            let mut m = model.lock().unwrap();
+                            let mut m = model.lock().expect("test setup");
                             m.seq += 1;
                             let seq = m.seq;
-                            m.versions.push(Version { key: i, at: now, seq });
-                            Ok::<u64, std::convert::Infallible>(u64::try_from(m.versions.len() - 1).unwrap())
+                            m.versions.push(Version {
+                                key: i,
+                                at: now,
+                                seq,
+                            });
+                            Ok::<u64, std::convert::Infallible>(
+                                u64::try_from(m.versions.len() - 1).expect("test setup"),
+                            )
                         };
-                        Some(cache.get_or_load(&key_of(i), Tier::Short, loader).await.unwrap())
+                        Some(
+                            cache
+                                .get_or_load(&key_of(i), Tier::Short, loader)
+                                .await
+                                .expect("test setup"),
+                        )
                     };
                     if let Some(v) = returned {
-                        let m = model.lock().unwrap();
-                        let version = m.versions[usize::try_from(v).unwrap()];
+                        let m = model.lock().expect("test setup");
+                        let version = m.versions[usize::try_from(v).expect("test setup")];
                         let now = hand.now_ms();
                         prop_assert_eq!(version.key, i, "value of another key");
-                        prop_assert!(now < version.at + window, "value loaded at {} served at {}", version.at, now);
+                        prop_assert!(
+                            now < version.at + window,
+                            "value loaded at {} served at {}",
+                            version.at,
+                            now
+                        );
                         if matches!(op, Op::Get(_)) {
                             prop_assert!(now < version.at + TTL_MS, "get served a stale value");
                         }
-                        prop_assert!(!m.invalidated_after(&version), "value loaded before an invalidation served");
+                        prop_assert!(
+                            !m.invalidated_after(&version),
+                            "value loaded before an invalidation served"
+                        );
                     }
                 }
                 Op::InvalidateKey(i) => {
                     let seq = next(&model);
-                    model.lock().unwrap().invalidations.push((seq, vec![*i]));
-                    cache.invalidate(&key_of(*i)).await.unwrap();
+                    model
+                        .lock()
+                        .expect("test setup")
+                        .invalidations
+                        .push((seq, vec![*i]));
+                    cache.invalidate(&key_of(*i)).await.expect("test setup");
                 }
                 Op::InvalidateTag(tenant, tag) => {
-                    let keys = (0..KEYS).filter(|k| k % 2 == *tenant && has_tag(*k, *tag)).collect();
+                    let keys = (0..KEYS)
+                        .filter(|k| k % 2 == *tenant && has_tag(*k, *tag))
+                        .collect();
                     let seq = next(&model);
-                    model.lock().unwrap().invalidations.push((seq, keys));
-                    cache.invalidate_tag(&tenant.to_string(), TAGS[*tag]).await.unwrap();
+                    model
+                        .lock()
+                        .expect("test setup")
+                        .invalidations
+                        .push((seq, keys));
+                    cache
+                        .invalidate_tag(&tenant.to_string(), TAGS[*tag])
+                        .await
+                        .expect("test setup");
                 }
                 Op::InvalidateTenant(tenant) => {
                     let keys = (0..KEYS).filter(|k| k % 2 == *tenant).collect();
                     let seq = next(&model);
-                    model.lock().unwrap().invalidations.push((seq, keys));
-                    cache.invalidate_tenant(&tenant.to_string()).await.unwrap();
+                    model
+                        .lock()
+                        .expect("test setup")
+                        .invalidations
+                        .push((seq, keys));
+                    cache
+                        .invalidate_tenant(&tenant.to_string())
+                        .await
+                        .expect("test setup");
                 }
                 Op::ClearLocal => {
                     let seq = next(&model);
-                    model.lock().unwrap().invalidations.push((seq, (0..KEYS).collect()));
+                    model
+                        .lock()
+                        .expect("test setup")
+                        .invalidations
+                        .push((seq, (0..KEYS).collect()));
                     cache.clear_local();
                 }
                 Op::Advance(ms) => hand.advance(Duration::from_millis(*ms)),
@@ -156,21 +219,24 @@ fn run(ops: &[Op], stale: bool) -> Result<(), TestCaseError> {
 }
 
 fn next(model: &Arc<Mutex<Model>>) -> u64 {
-    let mut m = model.lock().unwrap();
+    let mut m = model.lock().expect("test setup");
     m.seq += 1;
     m.seq
 }
 
 /// Without background refreshes in flight (no stale window), a fresh, never-invalidated value is always a hit.
 fn run_hits_when_fresh(ops: &[Op]) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("test setup");
     runtime.block_on(async {
         let (clock, hand) = Clock::manual();
         let cache = QueryCache::<u64>::builder()
             .clock(clock)
             .tier_ttl(Tier::Short, Duration::from_millis(TTL_MS))
             .build()
-            .unwrap();
+            .expect("test setup");
         // Per key: (time loaded) of the value the model expects to be cached.
         let mut cached: [Option<(u64, u64)>; KEYS as usize] = [None; KEYS as usize];
         let mut loads = 0u64;
@@ -186,34 +252,50 @@ fn run_hits_when_fresh(ops: &[Op]) -> Result<(), TestCaseError> {
                             Ok::<u64, std::convert::Infallible>(next_value)
                         })
                         .await
-                        .unwrap();
+                        .expect("test setup");
                     if expect_hit {
-                        prop_assert_eq!(Some(got), slot.map(|(_, v)| v), "a fresh value was not served");
+                        prop_assert_eq!(
+                            Some(got),
+                            slot.map(|(_, v)| v),
+                            "a fresh value was not served"
+                        );
                     } else {
-                        prop_assert_eq!(got, next_value, "an expired or invalidated value was served");
+                        prop_assert_eq!(
+                            got,
+                            next_value,
+                            "an expired or invalidated value was served"
+                        );
                         loads += 1;
                         *slot = Some((now, got));
                     }
                 }
                 Op::Get(i) => {
-                    let expected = cached[usize::from(*i)].filter(|(at, _)| now < at + TTL_MS).map(|(_, v)| v);
+                    let expected = cached[usize::from(*i)]
+                        .filter(|(at, _)| now < at + TTL_MS)
+                        .map(|(_, v)| v);
                     prop_assert_eq!(cache.get(&key_of(*i)), expected);
                 }
                 Op::InvalidateKey(i) => {
                     cached[usize::from(*i)] = None;
-                    cache.invalidate(&key_of(*i)).await.unwrap();
+                    cache.invalidate(&key_of(*i)).await.expect("test setup");
                 }
                 Op::InvalidateTag(tenant, tag) => {
                     for k in (0..KEYS).filter(|k| k % 2 == *tenant && has_tag(*k, *tag)) {
                         cached[usize::from(k)] = None;
                     }
-                    cache.invalidate_tag(&tenant.to_string(), TAGS[*tag]).await.unwrap();
+                    cache
+                        .invalidate_tag(&tenant.to_string(), TAGS[*tag])
+                        .await
+                        .expect("test setup");
                 }
                 Op::InvalidateTenant(tenant) => {
                     for k in (0..KEYS).filter(|k| k % 2 == *tenant) {
                         cached[usize::from(k)] = None;
                     }
-                    cache.invalidate_tenant(&tenant.to_string()).await.unwrap();
+                    cache
+                        .invalidate_tenant(&tenant.to_string())
+                        .await
+                        .expect("test setup");
                 }
                 Op::ClearLocal => {
                     cached = [None; KEYS as usize];

@@ -38,7 +38,10 @@ impl<V> Entry<V> {
     #[inline]
     pub(crate) fn is_current(&self, epoch: &AtomicU64) -> bool {
         self.epoch == epoch.load(Ordering::Acquire)
-            && self.tags.iter().all(|(generation, seen)| generation.load(Ordering::Acquire) == *seen)
+            && self
+                .tags
+                .iter()
+                .all(|(generation, seen)| generation.load(Ordering::Acquire) == *seen)
     }
 }
 
@@ -63,8 +66,19 @@ impl<V> Lifecycle<CacheKey, Arc<Entry<V>>> for EvictionCounter {
     }
 }
 
-pub(crate) type L1<V> = Cache<CacheKey, Arc<Entry<V>>, EntryWeighter, PrehashedState, EvictionCounter>;
+pub(crate) type L1<V> =
+    Cache<CacheKey, Arc<Entry<V>>, EntryWeighter, PrehashedState, EvictionCounter>;
 
-pub(crate) fn new_l1<V: Clone>(max_weight: u64, estimated_items: usize, stats: Arc<Stats>) -> L1<V> {
-    Cache::with(estimated_items, max_weight, EntryWeighter, PrehashedState::default(), EvictionCounter(stats))
+pub(crate) fn new_l1<V: Clone>(
+    max_weight: u64,
+    estimated_items: usize,
+    stats: Arc<Stats>,
+) -> L1<V> {
+    Cache::with(
+        estimated_items,
+        max_weight,
+        EntryWeighter,
+        PrehashedState::default(),
+        EvictionCounter(stats),
+    )
 }

@@ -52,7 +52,11 @@ pub(crate) trait SecondTier<V>: Send + Sync + 'static {
     fn invalidate_key<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Invalidates a tag of a tenant everywhere (`None`: the whole tenant).
-    fn invalidate_tag<'a>(&'a self, tenant: &'a str, tag: Option<&'a str>) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn invalidate_tag<'a>(
+        &'a self,
+        tenant: &'a str,
+        tag: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The tier's state.
     fn status(&self) -> RedisStatus;
@@ -62,6 +66,7 @@ pub(crate) trait SecondTier<V>: Send + Sync + 'static {
 }
 
 /// What the invalidation subscriber does to the in-process tier of one cache.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait LocalInvalidator: Send + Sync + 'static {
     /// Drops one key (`full` as [`CacheKey::as_str`]).
     fn invalidate_local_key(&self, full: &str);

@@ -120,9 +120,14 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Redis`] when the URL is not a Redis URL.
+    /// [`StoreError::Redis`] when the URL is not a Redis URL; [`StoreError::NoRuntime`] outside a tokio runtime.
     pub fn build(self) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Redis(e.to_string()))?;
+        // The connection manager spawns its driver on the current runtime.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::NoRuntime);
+        }
+        let client =
+            redis::Client::open(self.url.as_str()).map_err(|e| StoreError::Redis(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
@@ -130,7 +135,9 @@ impl RedisStoreBuilder {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError::Redis(e.to_string()))?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Ok(RedisStore {
             shared: Arc::new(RedisShared {
                 client,
@@ -209,15 +216,22 @@ impl RedisShared {
     }
 
     fn failed(&self) -> StoreError {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         // Skip reads for 100 ms, doubling per failure up to 1.6 s, so a dead Redis costs one timeout per
         // period instead of one per request.
         let backoff = 100u64 << failures.min(5).saturating_sub(1);
-        self.down_until_ms.store(self.now_ms().saturating_add(backoff), Ordering::Release);
+        self.down_until_ms
+            .store(self.now_ms().saturating_add(backoff), Ordering::Release);
         StoreError::Down
     }
 
-    async fn run<T>(&self, op: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+    async fn run<T>(
+        &self,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(value)) => {
                 self.succeeded();
@@ -239,11 +253,19 @@ impl RedisShared {
     }
 
     fn value_key(&self, key: &CacheKey) -> String {
-        format!("{}v:{}", self.base(key.tenant()), &key.as_str()[key.tenant().len() + 1..])
+        format!(
+            "{}v:{}",
+            self.base(key.tenant()),
+            &key.as_str()[key.tenant().len() + 1..]
+        )
     }
 
     fn key_generation(&self, key: &CacheKey) -> String {
-        format!("{}k:{}", self.base(key.tenant()), &key.as_str()[key.tenant().len() + 1..])
+        format!(
+            "{}k:{}",
+            self.base(key.tenant()),
+            &key.as_str()[key.tenant().len() + 1..]
+        )
     }
 
     fn tag_generation(&self, tenant: &str, tag: Option<&str>) -> String {
@@ -259,8 +281,15 @@ impl RedisShared {
 
     /// Generation keys of a key, in the order records store them: key, tenant, tags.
     fn generation_keys(&self, key: &CacheKey) -> Vec<String> {
-        let mut keys = vec![self.key_generation(key), self.tag_generation(key.tenant(), None)];
-        keys.extend(key.tags().iter().map(|tag| self.tag_generation(key.tenant(), Some(tag))));
+        let mut keys = vec![
+            self.key_generation(key),
+            self.tag_generation(key.tenant(), None),
+        ];
+        keys.extend(
+            key.tags()
+                .iter()
+                .map(|tag| self.tag_generation(key.tenant(), Some(tag))),
+        );
         keys
     }
 
@@ -278,13 +307,21 @@ impl RedisShared {
             Pending::Key(key) => {
                 let generation = self.key_generation(key);
                 pipe.incr(&generation, 1).ignore();
-                pipe.pexpire(&generation, i64::try_from(self.generation_ttl_ms).unwrap_or(i64::MAX)).ignore();
+                pipe.pexpire(
+                    &generation,
+                    i64::try_from(self.generation_ttl_ms).unwrap_or(i64::MAX),
+                )
+                .ignore();
                 pipe.del(self.value_key(key)).ignore();
             }
             Pending::Tag(tenant, tag) => {
                 let generation = self.tag_generation(tenant, tag.as_deref());
                 pipe.incr(&generation, 1).ignore();
-                pipe.pexpire(&generation, i64::try_from(self.generation_ttl_ms).unwrap_or(i64::MAX)).ignore();
+                pipe.pexpire(
+                    &generation,
+                    i64::try_from(self.generation_ttl_ms).unwrap_or(i64::MAX),
+                )
+                .ignore();
             }
         }
         pipe.publish(self.channel(), self.message(pending)).ignore();
@@ -298,11 +335,18 @@ impl RedisShared {
         if !self.has_pending.load(Ordering::Acquire) {
             return Ok(());
         }
-        let batch: Vec<Pending> =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let batch: Vec<Pending> = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for (i, item) in batch.iter().enumerate() {
             if let Err(e) = self.send_invalidation(item).await {
-                let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut pending = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let rest = batch[i..].iter().cloned();
                 let newer = std::mem::take(&mut *pending);
                 pending.extend(rest);
@@ -310,8 +354,12 @@ impl RedisShared {
                 return Err(e);
             }
         }
-        let pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.has_pending.store(!pending.is_empty(), Ordering::Release);
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.has_pending
+            .store(!pending.is_empty(), Ordering::Release);
         Ok(())
     }
 
@@ -321,7 +369,10 @@ impl RedisShared {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Bounded: past 10 000 waiting invalidations, the whole record is useless; flushing is not possible
             // without SCAN, so keep the newest and say so in the status (failures stay counted).
             if pending.len() >= 10_000 {
@@ -365,24 +416,34 @@ where
             let mut conn = shared.conn.clone();
             let (raw, pttl, generations): (Option<Vec<u8>>, i64, Vec<Option<u64>>) =
                 shared.run(pipe.query_async(&mut conn)).await?;
-            let generations: Vec<u64> = generations.into_iter().map(Option::unwrap_or_default).collect();
+            let generations: Vec<u64> = generations
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
             let found = match raw {
                 None => None,
                 Some(raw) => {
-                    let record: Record = postcard::from_bytes(&raw).map_err(|e| StoreError::Decode(e.to_string()))?;
-                    if record.version != RECORD_VERSION || record.generations != generations || pttl <= 0 {
+                    let record: Record = postcard::from_bytes(&raw)
+                        .map_err(|e| StoreError::Decode(e.to_string()))?;
+                    if record.version != RECORD_VERSION
+                        || record.generations != generations
+                        || pttl <= 0
+                    {
                         None
                     } else {
                         let value = match record.value {
                             Some(bytes) => Some(
-                                postcard::from_bytes::<V>(&bytes).map_err(|e| StoreError::Decode(e.to_string()))?,
+                                postcard::from_bytes::<V>(&bytes)
+                                    .map_err(|e| StoreError::Decode(e.to_string()))?,
                             ),
                             None => None,
                         };
                         let remaining = u64::try_from(pttl).unwrap_or(0);
                         Some(L2Value {
                             value,
-                            fresh_for: Duration::from_millis(remaining.saturating_sub(record.stale_ms)),
+                            fresh_for: Duration::from_millis(
+                                remaining.saturating_sub(record.stale_ms),
+                            ),
                             load_ms: record.load_ms,
                         })
                     }
@@ -404,7 +465,9 @@ where
         Box::pin(async move {
             let shared = &self.shared;
             let encoded = match value {
-                Some(v) => Some(postcard::to_allocvec(v).map_err(|e| StoreError::Decode(e.to_string()))?),
+                Some(v) => {
+                    Some(postcard::to_allocvec(v).map_err(|e| StoreError::Decode(e.to_string()))?)
+                }
                 None => None,
             };
             let record = Record {
@@ -414,7 +477,8 @@ where
                 generations: generations.clone(),
                 value: encoded,
             };
-            let bytes = postcard::to_allocvec(&record).map_err(|e| StoreError::Decode(e.to_string()))?;
+            let bytes =
+                postcard::to_allocvec(&record).map_err(|e| StoreError::Decode(e.to_string()))?;
             let px = crate::clock::millis(fresh.saturating_add(stale)).max(1);
             let mut invocation = shared.script.prepare_invoke();
             invocation.key(shared.value_key(key));
@@ -435,8 +499,15 @@ where
         Box::pin(self.shared.invalidate(Pending::Key(key.clone())))
     }
 
-    fn invalidate_tag<'a>(&'a self, tenant: &'a str, tag: Option<&'a str>) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.shared.invalidate(Pending::Tag(tenant.to_owned(), tag.map(str::to_owned))))
+    fn invalidate_tag<'a>(
+        &'a self,
+        tenant: &'a str,
+        tag: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(
+            self.shared
+                .invalidate(Pending::Tag(tenant.to_owned(), tag.map(str::to_owned))),
+        )
     }
 
     fn status(&self) -> RedisStatus {
@@ -476,7 +547,8 @@ async fn subscribe_loop(shared: Arc<RedisShared>, cache: Weak<dyn LocalInvalidat
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let Ok(Ok(pubsub)) = tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), connected).await
+        let Ok(Ok(pubsub)) =
+            tokio::time::timeout(shared.timeout.max(Duration::from_millis(500)), connected).await
         else {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -524,7 +596,9 @@ async fn subscribe_loop(shared: Arc<RedisShared>, cache: Weak<dyn LocalInvalidat
 
 fn apply(own_instance: &str, text: &str, local: &dyn LocalInvalidator) {
     let mut parts = text.split('\n');
-    let (Some(instance), Some(kind)) = (parts.next(), parts.next()) else { return };
+    let (Some(instance), Some(kind)) = (parts.next(), parts.next()) else {
+        return;
+    };
     if instance == own_instance {
         return;
     }
@@ -543,14 +617,22 @@ where
     /// Two levels: this process's tier in front of Redis, kept coherent with other instances over Redis
     /// pub/sub. The subscriber starts with [`build`](QueryCacheBuilder::build) (inside a tokio runtime).
     pub fn two_level(self, store: &RedisStore) -> Self {
-        let mut builder = self.second_tier(Arc::new(RedisTier::<V> { shared: Arc::clone(&store.shared), _values: PhantomData }));
-        builder.coherence = Some(CoherenceStarter { shared: Arc::clone(&store.shared) });
+        let mut builder = self.second_tier(Arc::new(RedisTier::<V> {
+            shared: Arc::clone(&store.shared),
+            _values: PhantomData,
+        }));
+        builder.coherence = Some(CoherenceStarter {
+            shared: Arc::clone(&store.shared),
+        });
         builder
     }
 
     /// Redis only: no in-process tier, every lookup reads Redis (one pipelined round trip).
     pub fn redis_only(self, store: &RedisStore) -> Self {
         self.without_in_process_tier()
-            .second_tier(Arc::new(RedisTier::<V> { shared: Arc::clone(&store.shared), _values: PhantomData }))
+            .second_tier(Arc::new(RedisTier::<V> {
+                shared: Arc::clone(&store.shared),
+                _values: PhantomData,
+            }))
     }
 }
