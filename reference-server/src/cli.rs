@@ -57,3 +57,43 @@ pub async fn audit_verify(config: &Config) -> Result<ExitCode, StartError> {
         ExitCode::FAILURE
     })
 }
+
+/// `reference-server integrity run`: audits every organization, one line each; exit 1 if any deviates.
+///
+/// # Errors
+///
+/// When the database cannot be opened or the audit cannot run.
+pub async fn integrity_run(config: Config) -> Result<ExitCode, StartError> {
+    let db = open_database(&config).await?;
+    let state = crate::AppState::new(config, db);
+    let runs = crate::domain::integrity::run_all(&state)
+        .await
+        .map_err(|e| {
+            StartError::Db(crate::db::DbError::Query(sqlx::Error::Protocol(
+                e.to_string(),
+            )))
+        })?;
+    let mut out = std::io::stdout().lock();
+    let mut deviating = 0usize;
+    for run in &runs {
+        if run.status != "clean" {
+            deviating = deviating.saturating_add(1);
+        }
+        let _ = writeln!(
+            out,
+            "{:<10} organization {}: {} deviations",
+            run.status, run.organization_id, run.deviations
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} organizations audited, {deviating} with deviations",
+        runs.len()
+    );
+    state.db().close().await;
+    Ok(if deviating == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

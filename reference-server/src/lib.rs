@@ -109,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::audit::router())
         .merge(routes::ledger::router())
         .merge(routes::invoices::router())
+        .merge(routes::integrity::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -206,9 +207,35 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(%addr, "listening");
-    serve(listener, AppState::new(config, db), shutdown_signal())
+    let state = AppState::new(config, db);
+    let audits = tokio::spawn(integrity_job(state.clone()));
+    let served = serve(listener, state, shutdown_signal())
         .await
-        .map_err(StartError::Serve)
+        .map_err(StartError::Serve);
+    audits.abort();
+    served
+}
+
+/// Runs the integrity audit of every organization each `INTEGRITY_AUDIT_INTERVAL`, the first one interval
+/// after start (a restart loop must not turn into an audit loop).
+async fn integrity_job(state: AppState) {
+    let every = state.config().integrity_audit_interval;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        match domain::integrity::run_all(&state).await {
+            Ok(runs) => {
+                let deviations: i64 = runs.iter().map(|r| r.deviations).sum();
+                tracing::info!(
+                    organizations = runs.len(),
+                    deviations,
+                    "integrity audit finished"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "integrity audit could not run"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -24,6 +24,17 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The integrity audit of invoices and journals.
+    Integrity {
+        #[command(subcommand)]
+        command: IntegrityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IntegrityCommand {
+    /// Audit every organization now, store the runs; exit 1 if any deviation is open.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +75,9 @@ fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => reference_server::cli::audit_verify(&config).await,
+            Command::Integrity {
+                command: IntegrityCommand::Run,
+            } => reference_server::cli::integrity_run(config).await,
         }
     });
     match result {

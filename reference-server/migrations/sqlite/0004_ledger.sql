@@ -7,6 +7,8 @@ CREATE TABLE accounts (
     name             TEXT NOT NULL,
     kind             TEXT NOT NULL CHECK (kind IN ('asset', 'liability', 'equity', 'income', 'expense')),
     currency         TEXT NOT NULL CHECK (length(currency) = 3),
+    debits_posted    BIGINT NOT NULL DEFAULT 0,  -- sums of its journal lines, kept in the posting transaction
+    credits_posted   BIGINT NOT NULL DEFAULT 0,
     no_negative      INTEGER NOT NULL DEFAULT 0,  -- the balance may not go below zero on its normal side
     created_at       TEXT NOT NULL,
     UNIQUE (organization_id, code)

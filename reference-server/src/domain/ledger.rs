@@ -454,34 +454,50 @@ pub(crate) fn check_posting(chart: &Chart, org: Uuid, posting: &Posting) -> Viol
     journal::check_entry(&entry, &chart.accounts)
 }
 
-/// The balance limit violations of a posting, given each limited account's (debits, credits) so far.
+/// Each account's debit and credit totals in a posting, in minor units.
+#[must_use]
+pub fn per_account(posting: &Posting) -> Vec<(Uuid, i64, i64)> {
+    let mut totals: Vec<(Uuid, i64, i64)> = Vec::new();
+    for (account, side, amount) in &posting.lines {
+        let index = totals
+            .iter()
+            .position(|t| t.0 == *account)
+            .unwrap_or_else(|| {
+                totals.push((*account, 0, 0));
+                totals.len().saturating_sub(1)
+            });
+        if let Some(t) = totals.get_mut(index) {
+            match side {
+                Side::Debit => t.1 = t.1.saturating_add(amount.minor()),
+                Side::Credit => t.2 = t.2.saturating_add(amount.minor()),
+            }
+        }
+    }
+    totals
+}
+
+/// The balance limit violations of a posting, given each account's posted (debits, credits) with it.
 pub(crate) fn limit_violations(
     chart: &Chart,
     posting: &Posting,
     sums: &HashMap<Uuid, (i64, i64)>,
 ) -> Violations {
     let mut v = Violations::new();
+    let mut reported = Vec::new();
     for (i, (account, _, _)) in posting.lines.iter().enumerate() {
         let Some(limit) = chart.accounts.get(&account_id(*account)).map(|a| a.limit) else {
             continue;
         };
-        if limit == BalanceLimit::None {
+        let Some(&(debits, credits)) = sums.get(account) else {
             continue;
-        }
-        let (mut debits, mut credits) = sums.get(account).copied().unwrap_or((0, 0));
-        for (other, other_side, other_amount) in &posting.lines {
-            if other == account {
-                match other_side {
-                    Side::Debit => debits = debits.saturating_add(other_amount.minor()),
-                    Side::Credit => credits = credits.saturating_add(other_amount.minor()),
-                }
-            }
-        }
-        let (broken, code) = match limit {
-            BalanceLimit::CreditsMustNotExceedDebits => (credits > debits, codes::EXCEEDS_DEBITS),
-            _ => (debits > credits, codes::EXCEEDS_CREDITS),
         };
-        if broken && !v.iter().any(|x| x.path == format!("/lines/{i}/amount")) {
+        let code = match limit {
+            BalanceLimit::CreditsMustNotExceedDebits if credits > debits => codes::EXCEEDS_DEBITS,
+            BalanceLimit::DebitsMustNotExceedCredits if debits > credits => codes::EXCEEDS_CREDITS,
+            _ => continue,
+        };
+        if !reported.contains(account) {
+            reported.push(*account);
             v.push(Violation::new(
                 code,
                 format!("/lines/{i}/amount"),
@@ -502,22 +518,6 @@ macro_rules! post {
             let posting: &$crate::domain::ledger::Posting = $posting;
             let chart = $crate::domain::ledger::load_chart!(&mut *$tx, org).await?;
             let violations = $crate::domain::ledger::check_posting(&chart, org, posting);
-            if !violations.is_empty() {
-                return Ok::<Result<(), fin_invariants::Violations>, sqlx::Error>(Err(violations));
-            }
-            let mut sums = std::collections::HashMap::new();
-            for (account, _, _) in &posting.lines {
-                let (debits, credits): (i64, i64) = sqlx::query_as(
-                    "SELECT COALESCE(CAST(SUM(CASE WHEN side = 'debit' THEN amount_minor ELSE 0 END) AS BIGINT), 0), \
-                            COALESCE(CAST(SUM(CASE WHEN side = 'credit' THEN amount_minor ELSE 0 END) AS BIGINT), 0) \
-                     FROM journal_lines WHERE account_id = $1",
-                )
-                .bind(*account)
-                .fetch_one(&mut *$tx)
-                .await?;
-                sums.insert(*account, (debits, credits));
-            }
-            let violations = $crate::domain::ledger::limit_violations(&chart, posting, &sums);
             if !violations.is_empty() {
                 return Ok::<Result<(), fin_invariants::Violations>, sqlx::Error>(Err(violations));
             }
@@ -555,6 +555,25 @@ macro_rules! post {
                 .bind(amount.currency().code())
                 .execute(&mut *$tx)
                 .await?;
+            }
+            // Posted totals move in the same transaction; the row lock each UPDATE takes queues concurrent
+            // postings to one account, so a balance limit is checked against every earlier posting.
+            let mut sums = std::collections::HashMap::new();
+            for (account, debit, credit) in $crate::domain::ledger::per_account(posting) {
+                let totals: (i64, i64) = sqlx::query_as(
+                    "UPDATE accounts SET debits_posted = debits_posted + $1, credits_posted = credits_posted + $2 \
+                     WHERE id = $3 RETURNING debits_posted, credits_posted",
+                )
+                .bind(debit)
+                .bind(credit)
+                .bind(account)
+                .fetch_one(&mut *$tx)
+                .await?;
+                sums.insert(account, totals);
+            }
+            let violations = $crate::domain::ledger::limit_violations(&chart, posting, &sums);
+            if !violations.is_empty() {
+                return Ok::<Result<(), fin_invariants::Violations>, sqlx::Error>(Err(violations));
             }
             let event = $crate::domain::audit::AuditEvent {
                 actor_id: $actor,
@@ -822,7 +841,8 @@ struct SumRow {
     credits: i64,
 }
 
-/// Balances rebuilt from the lines of every account of the caller's organization.
+/// The posted totals of every account of the caller's organization (the integrity audit rebuilds them from
+/// the lines and reports any drift).
 ///
 /// # Errors
 ///
@@ -831,11 +851,8 @@ pub async fn trial_balance(
     state: &AppState,
     principal: &Principal,
 ) -> Result<TrialBalance, AppError> {
-    let sql = "SELECT a.id, a.code, a.name, a.kind, a.currency, \
-               COALESCE(CAST(SUM(CASE WHEN l.side = 'debit' THEN l.amount_minor ELSE 0 END) AS BIGINT), 0) AS debits, \
-               COALESCE(CAST(SUM(CASE WHEN l.side = 'credit' THEN l.amount_minor ELSE 0 END) AS BIGINT), 0) AS credits \
-               FROM accounts a LEFT JOIN journal_lines l ON l.account_id = a.id \
-               WHERE a.organization_id = $1 GROUP BY a.id, a.code, a.name, a.kind, a.currency ORDER BY a.code";
+    let sql = "SELECT id, code, name, kind, currency, debits_posted AS debits, credits_posted AS credits \
+               FROM accounts WHERE organization_id = $1 ORDER BY code";
     let rows: Vec<SumRow> = with_pool!(state.db(), |pool| sqlx::query_as(sql)
         .bind(principal.organization_id)
         .fetch_all(pool)

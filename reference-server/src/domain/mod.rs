@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod identity;
+pub mod integrity;
 pub mod invoices;
 pub mod ledger;

@@ -1,0 +1,501 @@
+//! The integrity audit: fin-invariants' audit runner over this server's data, one organization at a time.
+//! Each run recomputes every invoice from its lines, checks every journal entry, rebuilds every account's
+//! totals from the lines and compares them with the posted totals; every deviation is stored as an
+//! integrity event that stays open until a later run no longer finds it.
+
+use std::collections::HashSet;
+
+use fin_invariants::audit::{
+    AuditRunner, AuditSink, AuditSource, Deviation, Page, RecordKind, StoredBalance, StoredInvoice,
+};
+use fin_invariants::journal::{
+    Account, AccountId, Balance, BalanceLimit, EntryId, JournalEntry, JournalLine, OrganizationId,
+    Side,
+};
+use fin_invariants::{Currency, Money};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{Principal, Role};
+use crate::db::Db;
+use crate::domain::invoices;
+use crate::error::AppError;
+use crate::with_pool;
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A stored value could not be read back.
+    #[error("unreadable record: {0}")]
+    Unreadable(String),
+}
+
+impl From<AppError> for IntegrityError {
+    fn from(e: AppError) -> Self {
+        Self::Unreadable(e.to_string())
+    }
+}
+
+fn after(cursor: Option<&str>) -> Uuid {
+    cursor
+        .and_then(|c| Uuid::parse_str(c).ok())
+        .unwrap_or_else(Uuid::nil)
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A page whose query fetched `fetched` rows, the last with id `last`: full pages have a next page.
+fn page<T>(items: Vec<T>, fetched: usize, last: Option<Uuid>, size: usize) -> Page<T> {
+    let next = if fetched == size {
+        last.map(|id| id.to_string())
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn currency(code: &str) -> Result<Currency, IntegrityError> {
+    Currency::from_code(code).map_err(|e| IntegrityError::Unreadable(e.to_string()))
+}
+
+/// One organization's records, read in pages by id (keyset pagination).
+struct Source<'a> {
+    db: &'a Db,
+    org: Uuid,
+}
+
+impl AuditSource for Source<'_> {
+    type Error = IntegrityError;
+
+    async fn accounts(
+        &mut self,
+        cursor: Option<&str>,
+        size: usize,
+    ) -> Result<Page<Account>, IntegrityError> {
+        let rows: Vec<(Uuid, String, String, bool)> = with_pool!(self.db, |pool| {
+            sqlx::query_as(
+            "SELECT id, currency, kind, no_negative FROM accounts WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )
+        .bind(self.org)
+        .bind(after(cursor))
+        .bind(limit(size))
+        .fetch_all(pool)
+        .await
+        })?;
+        let (fetched, last) = (rows.len(), rows.last().map(|r| r.0));
+        let mut items = Vec::with_capacity(rows.len());
+        for (id, code, kind, no_negative) in rows {
+            let debit_normal = kind == "asset" || kind == "expense";
+            let limit = match (no_negative, debit_normal) {
+                (false, _) => BalanceLimit::None,
+                (true, true) => BalanceLimit::CreditsMustNotExceedDebits,
+                (true, false) => BalanceLimit::DebitsMustNotExceedCredits,
+            };
+            items.push(Account {
+                id: AccountId(id.as_u128()),
+                organization: OrganizationId(self.org.as_u128()),
+                currency: currency(&code)?,
+                limit,
+            });
+        }
+        Ok(page(items, fetched, last, size))
+    }
+
+    async fn invoices(
+        &mut self,
+        cursor: Option<&str>,
+        size: usize,
+    ) -> Result<Page<StoredInvoice>, IntegrityError> {
+        let ids: Vec<(Uuid,)> =
+            with_pool!(self.db, |pool| {
+                sqlx::query_as(
+            "SELECT id FROM invoices WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )
+        .bind(self.org)
+        .bind(after(cursor))
+        .bind(limit(size))
+        .fetch_all(pool)
+        .await
+            })?;
+        let (fetched, last) = (ids.len(), ids.last().map(|r| r.0));
+        let mut items = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            if let Some((invoice, totals)) = invoices::stored_document(self.db, id).await? {
+                items.push(StoredInvoice {
+                    id: id.to_string(),
+                    invoice,
+                    totals,
+                });
+            }
+        }
+        Ok(page(items, fetched, last, size))
+    }
+
+    async fn journal_entries(
+        &mut self,
+        cursor: Option<&str>,
+        size: usize,
+    ) -> Result<Page<JournalEntry>, IntegrityError> {
+        let ids: Vec<(Uuid,)> = with_pool!(self.db, |pool| {
+            sqlx::query_as(
+            "SELECT id FROM journal_entries WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )
+        .bind(self.org)
+        .bind(after(cursor))
+        .bind(limit(size))
+        .fetch_all(pool)
+        .await
+        })?;
+        let (fetched, last) = (ids.len(), ids.last().map(|r| r.0));
+        let mut items = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            let lines: Vec<(Uuid, String, i64, String)> = with_pool!(self.db, |pool| {
+                sqlx::query_as(
+                "SELECT account_id, side, amount_minor, currency FROM journal_lines WHERE entry_id = $1 ORDER BY line_no"
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            })?;
+            let mut entry = JournalEntry {
+                id: EntryId(id.as_u128()),
+                organization: OrganizationId(self.org.as_u128()),
+                lines: Vec::new(),
+            };
+            for (account, side, amount, code) in lines {
+                let side = if side == "debit" {
+                    Side::Debit
+                } else {
+                    Side::Credit
+                };
+                let amount = Money::from_minor(amount, currency(&code)?);
+                entry.lines.push(JournalLine {
+                    account: AccountId(account.as_u128()),
+                    side,
+                    amount,
+                });
+            }
+            items.push(entry);
+        }
+        Ok(page(items, fetched, last, size))
+    }
+
+    async fn stored_balances(
+        &mut self,
+        cursor: Option<&str>,
+        size: usize,
+    ) -> Result<Page<StoredBalance>, IntegrityError> {
+        let rows: Vec<(Uuid, String, i64, i64)> = with_pool!(self.db, |pool| sqlx::query_as(
+            "SELECT id, currency, debits_posted, credits_posted FROM accounts \
+             WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        )
+        .bind(self.org)
+        .bind(after(cursor))
+        .bind(limit(size))
+        .fetch_all(pool)
+        .await)?;
+        let (fetched, last) = (rows.len(), rows.last().map(|r| r.0));
+        let mut items = Vec::with_capacity(rows.len());
+        for (id, code, debits, credits) in rows {
+            // An account nothing was ever posted to has no balance to compare.
+            if debits == 0 && credits == 0 {
+                continue;
+            }
+            let c = currency(&code)?;
+            let balance = Balance {
+                debits: Money::from_minor(debits, c),
+                credits: Money::from_minor(credits, c),
+            };
+            items.push(StoredBalance {
+                account: AccountId(id.as_u128()),
+                balance,
+            });
+        }
+        Ok(page(items, fetched, last, size))
+    }
+}
+
+/// Stores deviations as integrity events: a record already open keeps its event (updated to this run), a new
+/// one opens an event.
+struct Sink<'a> {
+    db: &'a Db,
+    org: Uuid,
+    run: Uuid,
+    now: OffsetDateTime,
+    seen: HashSet<(String, String)>,
+}
+
+fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Invoice => "invoice",
+        RecordKind::JournalEntry => "journal_entry",
+        _ => "account",
+    }
+}
+
+impl AuditSink for Sink<'_> {
+    type Error = IntegrityError;
+
+    async fn deviation(&mut self, deviation: Deviation) -> Result<(), IntegrityError> {
+        let kind = kind_name(deviation.kind);
+        // Journal and account ids come from fin-invariants as 128-bit integers: show them as UUIDs.
+        let record = deviation
+            .id
+            .parse::<u128>()
+            .map_or_else(|_| deviation.id.clone(), |n| Uuid::from_u128(n).to_string());
+        let violations = serde_json::to_string(&deviation.violations).unwrap_or_default();
+        self.seen.insert((kind.to_owned(), record.clone()));
+        let updated = with_pool!(self.db, |pool| {
+            sqlx::query(
+            "UPDATE integrity_events SET run_id = $1, violations = $2 \
+             WHERE organization_id = $3 AND record_kind = $4 AND record_id = $5 AND closed_at IS NULL"
+        )
+        .bind(self.run)
+        .bind(&violations)
+        .bind(self.org)
+        .bind(kind)
+        .bind(&record)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+        })?;
+        if updated == 0 {
+            with_pool!(self.db, |pool| {
+                sqlx::query(
+                "INSERT INTO integrity_events (id, organization_id, run_id, record_kind, record_id, violations, opened_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            )
+            .bind(Uuid::now_v7())
+            .bind(self.org)
+            .bind(self.run)
+            .bind(kind)
+            .bind(&record)
+            .bind(&violations)
+            .bind(self.now)
+            .execute(pool)
+            .await
+            .map(drop)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// One run as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunView {
+    /// Id.
+    pub id: Uuid,
+    /// The organization audited.
+    pub organization_id: Uuid,
+    /// Start.
+    pub started_at: OffsetDateTime,
+    /// End.
+    pub finished_at: Option<OffsetDateTime>,
+    /// `running`, `clean`, `deviations` or `failed`.
+    pub status: String,
+    /// fin-invariants' summary (JSON text).
+    pub summary: Option<String>,
+    /// Deviations found.
+    pub deviations: i64,
+}
+
+/// Audits one organization and stores the run, its deviations, and the closing of events no longer found.
+///
+/// # Errors
+///
+/// When the database fails (the run is then stored as failed, when the database still answers).
+pub async fn run_for(state: &AppState, org: Uuid) -> Result<RunView, IntegrityError> {
+    let db = state.db();
+    let run = Uuid::now_v7();
+    let started = state.clock().now();
+    with_pool!(db, |pool| {
+        sqlx::query(
+        "INSERT INTO integrity_runs (id, organization_id, started_at, status) VALUES ($1, $2, $3, 'running')"
+    )
+    .bind(run)
+    .bind(org)
+    .bind(started)
+    .execute(pool)
+    .await
+    .map(drop)
+    })?;
+    let mut source = Source { db, org };
+    let mut sink = Sink {
+        db,
+        org,
+        run,
+        now: started,
+        seen: HashSet::new(),
+    };
+    let outcome = AuditRunner::new().run(&mut source, &mut sink).await;
+    let finished = state.clock().now();
+    let (status, summary, deviations) = match &outcome {
+        Ok(summary) => {
+            let deviations = summary
+                .invoices_deviating
+                .saturating_add(summary.entries_deviating)
+                .saturating_add(summary.balances_deviating);
+            let status = if summary.is_clean() {
+                "clean"
+            } else {
+                "deviations"
+            };
+            (
+                status,
+                serde_json::to_string(summary).ok(),
+                i64::try_from(deviations).unwrap_or(i64::MAX),
+            )
+        }
+        Err(e) => (
+            "failed",
+            Some(serde_json::json!({"error": e.to_string()}).to_string()),
+            0,
+        ),
+    };
+    with_pool!(db, |pool| {
+        async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("UPDATE integrity_runs SET finished_at = $1, status = $2, summary = $3, deviations = $4 WHERE id = $5")
+            .bind(finished)
+            .bind(status)
+            .bind(&summary)
+            .bind(deviations)
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+        if outcome.is_ok() {
+            sqlx::query(
+                "UPDATE integrity_events SET closed_at = $1, closed_by_run = $2 \
+                 WHERE organization_id = $3 AND closed_at IS NULL AND run_id <> $2",
+            )
+            .bind(finished)
+            .bind(run)
+            .bind(org)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+    .await
+    })?;
+    if let Err(e) = outcome {
+        tracing::error!(organization_id = %org, error = %e, "integrity audit failed");
+    } else if deviations > 0 {
+        tracing::warn!(organization_id = %org, deviations, "integrity audit found deviations");
+    }
+    Ok(RunView {
+        id: run,
+        organization_id: org,
+        started_at: started,
+        finished_at: Some(finished),
+        status: status.to_owned(),
+        summary,
+        deviations,
+    })
+}
+
+/// Audits every organization, one after another.
+///
+/// # Errors
+///
+/// When the database fails.
+pub async fn run_all(state: &AppState) -> Result<Vec<RunView>, IntegrityError> {
+    let orgs: Vec<(Uuid,)> = with_pool!(state.db(), |pool| sqlx::query_as(
+        "SELECT id FROM organizations ORDER BY id"
+    )
+    .fetch_all(pool)
+    .await)?;
+    let mut runs = Vec::with_capacity(orgs.len());
+    for (org,) in orgs {
+        runs.push(run_for(state, org).await?);
+    }
+    Ok(runs)
+}
+
+/// Integrity events still open, across every organization (the health check turns `warn` while any are).
+///
+/// # Errors
+///
+/// When the database fails.
+pub async fn open_events(db: &Db) -> Result<i64, sqlx::Error> {
+    with_pool!(db, |pool| sqlx::query_scalar(
+        "SELECT count(*) FROM integrity_events WHERE closed_at IS NULL"
+    )
+    .fetch_one(pool)
+    .await)
+}
+
+/// Who may read and start integrity runs.
+pub const AUDITORS: &[Role] = &[Role::Owner, Role::Admin, Role::Accountant];
+
+/// The caller's organization's latest runs, newest first.
+///
+/// # Errors
+///
+/// 403 for other roles.
+pub async fn runs(
+    state: &AppState,
+    principal: &Principal,
+    limit: i64,
+) -> Result<Vec<RunView>, AppError> {
+    principal.require(AUDITORS)?;
+    Ok(with_pool!(state.db(), |pool| {
+        sqlx::query_as(
+        "SELECT id, organization_id, started_at, finished_at, status, summary, deviations FROM integrity_runs \
+         WHERE organization_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+    )
+    .bind(principal.organization_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    })?)
+}
+
+/// An integrity event as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventView {
+    /// Id.
+    pub id: Uuid,
+    /// The run that last found it.
+    pub run_id: Uuid,
+    /// `invoice`, `journal_entry` or `account`.
+    pub record_kind: String,
+    /// The record.
+    pub record_id: String,
+    /// Every violation found (JSON text).
+    pub violations: String,
+    /// When it was first found.
+    pub opened_at: OffsetDateTime,
+    /// When a run no longer found it.
+    pub closed_at: Option<OffsetDateTime>,
+}
+
+/// The caller's organization's open integrity events.
+///
+/// # Errors
+///
+/// 403 for other roles.
+pub async fn open_events_of(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<EventView>, AppError> {
+    principal.require(AUDITORS)?;
+    Ok(with_pool!(state.db(), |pool| {
+        sqlx::query_as(
+        "SELECT id, run_id, record_kind, record_id, violations, opened_at, closed_at FROM integrity_events \
+         WHERE organization_id = $1 AND closed_at IS NULL ORDER BY opened_at, id"
+    )
+    .bind(principal.organization_id)
+    .fetch_all(pool)
+    .await
+    })?)
+}

@@ -1,0 +1,190 @@
+//! The integrity audit finds rows changed behind the server's back, keeps each deviation open until a later
+//! run no longer finds it, and reports clean books as clean. On SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is a failed test
+
+mod support;
+
+use axum::http::StatusCode;
+use reference_server::with_pool;
+use serde_json::{Value, json};
+use support::{Backend, TestServer, call, server};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
+        }
+    };
+}
+
+on_both_backends!(tampered_rows_are_reported_and_closed_when_repaired);
+
+async fn run(server: &TestServer, token: &str) -> Value {
+    let (status, run) = call(
+        &server.state,
+        "POST",
+        "/api/v1/integrity/runs",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    run
+}
+
+async fn open_records(server: &TestServer, token: &str) -> Vec<(String, Vec<String>)> {
+    let (status, events) = call(
+        &server.state,
+        "GET",
+        "/api/v1/integrity/events",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let mut found: Vec<(String, Vec<String>)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let violations: Value =
+                serde_json::from_str(e["violations"].as_str().unwrap()).unwrap();
+            let codes = violations
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["code"].as_str().unwrap().to_owned())
+                .collect();
+            (e["record_kind"].as_str().unwrap().to_owned(), codes)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+async fn execute(server: &TestServer, sql: &'static str) {
+    with_pool!(server.state.db(), |pool| sqlx::query(sql)
+        .execute(pool)
+        .await
+        .map(drop))
+    .unwrap();
+}
+
+async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let (_, owner) = call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"organization_name": "Acme", "name": "Owner", "email": "o@acme.example", "password": PASSWORD})),
+    )
+    .await;
+    let token = owner["access_token"].as_str().unwrap();
+    let invoice = json!({
+        "kind": "sales", "number": "INV-1", "counterparty": "Hotel", "issue_date": "2026-11-01",
+        "due_date": "2026-11-30", "currency": "AUD",
+        "lines": [{"description": "Rooms", "quantity": "3", "net_price": "150.00", "tax_category": "S", "tax_rate": "10"}],
+    });
+    let (_, created) = call(
+        &server.state,
+        "POST",
+        "/api/v1/invoices",
+        Some(token),
+        Some(invoice),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        call(
+            &server.state,
+            "POST",
+            &format!("/api/v1/invoices/{id}/issue"),
+            Some(token),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let payment =
+        json!({"amount": {"amount": "100.00", "currency": "AUD"}, "paid_on": "2026-11-05"});
+    assert_eq!(
+        call(
+            &server.state,
+            "POST",
+            &format!("/api/v1/invoices/{id}/payments"),
+            Some(token),
+            Some(payment)
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+
+    let clean = run(&server, token).await;
+    assert_eq!(clean["status"], "clean", "{clean}");
+    assert_eq!(open_records(&server, token).await, vec![]);
+
+    // Behind the server's back: an invoice's amount due, and one journal line.
+    execute(
+        &server,
+        "UPDATE invoices SET payable_amount = payable_amount + 1",
+    )
+    .await;
+    execute(&server, "UPDATE journal_lines SET amount_minor = amount_minor + 100 WHERE side = 'debit' AND currency = 'AUD' AND line_no = 0 AND entry_id IN (SELECT entry_id FROM payments)").await;
+    let found = run(&server, token).await;
+    assert_eq!(found["status"], "deviations", "{found}");
+    let open = open_records(&server, token).await;
+    let kinds: Vec<&str> = open.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["account", "invoice", "journal_entry"], "{open:?}");
+    assert!(
+        open.iter()
+            .any(|(k, codes)| k == "invoice" && codes.iter().any(|c| c == "BR-CO-16")),
+        "{open:?}"
+    );
+    assert!(
+        open.iter()
+            .any(|(k, codes)| k == "journal_entry" && codes.iter().any(|c| c == "UNBALANCED")),
+        "{open:?}"
+    );
+    assert!(
+        open.iter()
+            .any(|(k, codes)| k == "account" && codes.iter().any(|c| c == "BALANCE-DRIFT")),
+        "{open:?}"
+    );
+
+    // The same deviations found again stay one event each.
+    run(&server, token).await;
+    assert_eq!(open_records(&server, token).await.len(), 3);
+
+    // Repair the invoice: its event closes on the next run; the journal's stay open.
+    execute(
+        &server,
+        "UPDATE invoices SET payable_amount = payable_amount - 1",
+    )
+    .await;
+    run(&server, token).await;
+    let kinds: Vec<String> = open_records(&server, token)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kinds, ["account", "journal_entry"]);
+
+    let (status, runs) = call(
+        &server.state,
+        "GET",
+        "/api/v1/integrity/runs",
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs.as_array().unwrap().len(), 4);
+}
