@@ -220,3 +220,42 @@ fn invoices_round_trip_through_json_with_decimal_strings() {
         assert_eq!(back, doc);
     }
 }
+
+#[test]
+fn the_tolerant_mode_accepts_per_category_differences_under_one_unit_as_the_artefacts_do() {
+    let ex = examples()
+        .into_iter()
+        .find(|e| e.name == "ubl-tc434-example4")
+        .unwrap();
+    let business_rules =
+        |totals: &fin_invariants::invoice::Totals, options: CheckOptions| -> Vec<String> {
+            check_with(&ex.invoice, totals, &options)
+                .violations
+                .iter()
+                .filter(|v| v.is_business_rule())
+                .map(|v| v.code.to_string())
+                .collect()
+        };
+    let mut totals = ex.totals.clone();
+    totals.tax_breakdown[0].taxable_amount += parse_decimal("0.99").unwrap();
+    assert_eq!(
+        business_rules(&totals, CheckOptions::artefacts()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        business_rules(&totals, CheckOptions::strict()),
+        ["BR-S-08", "BR-S-09", "BR-CO-17"]
+    );
+    totals.tax_breakdown[0].taxable_amount += parse_decimal("0.01").unwrap();
+    assert_eq!(
+        business_rules(&totals, CheckOptions::artefacts()),
+        ["BR-S-08"]
+    );
+    // BR-CO-10..16 stay exact in the tolerant mode.
+    let mut totals = ex.totals.clone();
+    totals.payable_amount += parse_decimal("0.01").unwrap();
+    assert_eq!(
+        business_rules(&totals, CheckOptions::artefacts()),
+        ["BR-CO-16"]
+    );
+}
