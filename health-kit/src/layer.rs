@@ -92,24 +92,34 @@ where
 pin_project! {
     /// The future of [`WithHealth`]: a health answer ready at once, or the inner service's future.
     #[derive(Debug)]
-    #[project = ResponseFutureProj]
-    pub enum ResponseFuture<F> {
-        /// Answered from the registry.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: FutureKind<F>,
+    }
+}
+
+pin_project! {
+    #[derive(Debug)]
+    #[project = FutureKindProj]
+    enum FutureKind<F> {
         Health { response: Option<Response<Full<Bytes>>> },
-        /// Passed to the inner service.
         Inner { #[pin] future: F },
     }
 }
 
 impl<F> ResponseFuture<F> {
     fn health(response: Response<Full<Bytes>>) -> Self {
-        Self::Health {
-            response: Some(response),
+        Self {
+            kind: FutureKind::Health {
+                response: Some(response),
+            },
         }
     }
 
     fn inner(future: F) -> Self {
-        Self::Inner { future }
+        Self {
+            kind: FutureKind::Inner { future },
+        }
     }
 }
 
@@ -120,13 +130,13 @@ where
     type Output = Result<Response<HealthBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Health { response } => match response.take() {
+        match self.project().kind.project() {
+            FutureKindProj::Health { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response.map(HealthBody::health))),
                 // Polled again after completion: a contract breach by the caller; stay pending, never panic.
                 None => Poll::Pending,
             },
-            ResponseFutureProj::Inner { future } => {
+            FutureKindProj::Inner { future } => {
                 future.poll(cx).map_ok(|r| r.map(HealthBody::inner))
             }
         }
@@ -136,22 +146,32 @@ where
 pin_project! {
     /// The body of [`WithHealth`]'s responses: a health answer or the inner service's body.
     #[derive(Debug)]
-    #[project = HealthBodyProj]
-    pub enum HealthBody<B> {
-        /// A health answer.
+    pub struct HealthBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project! {
+    #[derive(Debug)]
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
         Health { #[pin] body: Full<Bytes> },
-        /// The inner service's body.
         Inner { #[pin] body: B },
     }
 }
 
 impl<B> HealthBody<B> {
     fn health(body: Full<Bytes>) -> Self {
-        Self::Health { body }
+        Self {
+            kind: BodyKind::Health { body },
+        }
     }
 
     fn inner(body: B) -> Self {
-        Self::Inner { body }
+        Self {
+            kind: BodyKind::Inner { body },
+        }
     }
 }
 
@@ -166,28 +186,28 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project() {
-            HealthBodyProj::Health { body } => match body.poll_frame(cx) {
+        match self.project().kind.project() {
+            BodyKindProj::Health { body } => match body.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
                 Poll::Ready(Some(Err(never))) => match never {},
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            HealthBodyProj::Inner { body } => body.poll_frame(cx),
+            BodyKindProj::Inner { body } => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Health { body } => body.is_end_stream(),
-            Self::Inner { body } => body.is_end_stream(),
+        match &self.kind {
+            BodyKind::Health { body } => body.is_end_stream(),
+            BodyKind::Inner { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Health { body } => body.size_hint(),
-            Self::Inner { body } => body.size_hint(),
+        match &self.kind {
+            BodyKind::Health { body } => body.size_hint(),
+            BodyKind::Inner { body } => body.size_hint(),
         }
     }
 }
