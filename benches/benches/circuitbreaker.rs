@@ -130,9 +130,104 @@ fn closed_overhead(c: &mut Criterion) {
     g.finish();
 }
 
+/// Runs `iters` calls of `svc` on each of `threads` threads at once (each with its own clone and its own
+/// current-thread runtime) and returns the longest thread's time.
+fn on_threads<S>(svc: &S, threads: u64, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+{
+    let barrier = std::sync::Barrier::new(usize::try_from(threads).expect("small"));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut svc = svc.clone();
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let rt = runtime();
+                    barrier.wait();
+                    rt.block_on(async move {
+                        let start = Instant::now();
+                        for i in 0..iters {
+                            let v = svc
+                                .ready()
+                                .await
+                                .expect("ready")
+                                .call(i)
+                                .await
+                                .expect("closed");
+                            black_box(v);
+                        }
+                        start.elapsed()
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+/// This thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// As [`on_threads`], but returns the largest CPU time a thread spent, not wall time: on a machine shared
+/// with other work this still shows whether the two threads slow each other down (shared cache lines),
+/// which is what limits scaling when each thread has a core.
+fn on_threads_cpu<S>(svc: &S, threads: u64, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+{
+    let barrier = std::sync::Barrier::new(usize::try_from(threads).expect("small"));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut svc = svc.clone();
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let rt = runtime();
+                    barrier.wait();
+                    rt.block_on(async move {
+                        let start = thread_cpu_time();
+                        for i in 0..iters {
+                            let v = svc
+                                .ready()
+                                .await
+                                .expect("ready")
+                                .call(i)
+                                .await
+                                .expect("closed");
+                            black_box(v);
+                        }
+                        thread_cpu_time().saturating_sub(start)
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
 /// One breaker with the default configuration (consecutive failures plus a time window), called from 1 and
-/// from 2 threads, each thread with its own clone of the service and its own current-thread runtime. Each
-/// iteration is one call on every thread, so elements per second is the total throughput.
+/// from 2 threads. Each iteration is one call on every thread, so elements per second is the total
+/// throughput; `circuitbreaker/two_threads_baseline` runs the bare service the same way, to show what the
+/// machine itself gives.
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("circuitbreaker/two_threads");
     g.measurement_time(Duration::from_secs(3))
@@ -145,40 +240,41 @@ fn two_threads(c: &mut Criterion) {
             BenchmarkId::new("ours", threads),
             &threads,
             |b, &threads| {
-                b.iter_custom(|iters| {
-                    let barrier = std::sync::Barrier::new(usize::try_from(threads).expect("small"));
-                    std::thread::scope(|s| {
-                        let handles: Vec<_> = (0..threads)
-                            .map(|_| {
-                                let mut svc = svc.clone();
-                                let barrier = &barrier;
-                                s.spawn(move || {
-                                    let rt = runtime();
-                                    barrier.wait();
-                                    rt.block_on(async move {
-                                        let start = Instant::now();
-                                        for i in 0..iters {
-                                            let v = svc
-                                                .ready()
-                                                .await
-                                                .expect("ready")
-                                                .call(i)
-                                                .await
-                                                .expect("closed");
-                                            black_box(v);
-                                        }
-                                        start.elapsed()
-                                    })
-                                })
-                            })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .map(|h| h.join().expect("thread"))
-                            .max()
-                            .unwrap_or_default()
-                    })
-                });
+                b.iter_custom(|iters| on_threads(&svc, threads, iters));
+            },
+        );
+    }
+    g.finish();
+
+    // The same, timed by each thread's CPU time: with a core per thread, throughput scales by
+    // threads x (time at 1) / (time at 2).
+    let mut g = c.benchmark_group("circuitbreaker/two_threads_cpu_time");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+    for threads in [1u64, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("ours", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| on_threads_cpu(&svc, threads, iters));
+            },
+        );
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("circuitbreaker/two_threads_baseline");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+    let bare = service_fn(trivial);
+    for threads in [1u64, 2] {
+        g.throughput(Throughput::Elements(threads));
+        g.bench_with_input(
+            BenchmarkId::new("service_fn", threads),
+            &threads,
+            |b, &threads| {
+                b.iter_custom(|iters| on_threads(&bare, threads, iters));
             },
         );
     }
