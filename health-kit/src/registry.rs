@@ -236,8 +236,7 @@ impl HealthBuilder {
             });
         }
         let max_age = self.cache_max_age.as_secs();
-        let cache_control = HeaderValue::try_from(format!("max-age={max_age}"))
-            .unwrap_or_else(|_| HeaderValue::from_static("max-age=1"));
+        let cache_control = cache_control(max_age);
         let fixed = FixedAnswers {
             live: report::lifecycle_body(Status::Pass, None),
             startup_pass: report::lifecycle_body(Status::Pass, None),
@@ -700,6 +699,33 @@ impl Inner {
     }
 }
 
+/// `max-age=N`; a static value for the usual few seconds, so cloning it per probe touches no reference count.
+fn cache_control(max_age: u64) -> HeaderValue {
+    const STATIC: [&str; 11] = [
+        "max-age=0",
+        "max-age=1",
+        "max-age=2",
+        "max-age=3",
+        "max-age=4",
+        "max-age=5",
+        "max-age=6",
+        "max-age=7",
+        "max-age=8",
+        "max-age=9",
+        "max-age=10",
+    ];
+    usize::try_from(max_age)
+        .ok()
+        .and_then(|i| STATIC.get(i))
+        .map_or_else(
+            || {
+                HeaderValue::try_from(format!("max-age={max_age}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("max-age=1"))
+            },
+            |s| HeaderValue::from_static(s),
+        )
+}
+
 /// The background tasks of [`Health::spawn_refresher`].
 #[derive(Debug)]
 pub struct Refresher {
@@ -840,6 +866,13 @@ impl<T> Drop for AbortOnDrop<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_control_values() {
+        assert_eq!(cache_control(0), "max-age=0");
+        assert_eq!(cache_control(10), "max-age=10");
+        assert_eq!(cache_control(3600), "max-age=3600");
+    }
 
     #[test]
     fn human_durations() {
