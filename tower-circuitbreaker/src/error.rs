@@ -1,28 +1,45 @@
 //! Errors: a refused call, and a configuration that cannot work.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::state::StripeRef;
 
 /// A call refused because the circuit is open (or forced open, or half-open with all probes taken).
 ///
 /// The generic tower layer returns it boxed in a `BoxError`; downcast to read it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("circuit `{name}` is open")]
+#[derive(Clone, thiserror::Error)]
+#[error("circuit `{}` is open", self.name())]
 #[non_exhaustive]
 pub struct CircuitOpen {
-    name: Arc<str>,
+    // The refusing thread's own reference to the breaker (for the name): cloning it bumps a count no other
+    // thread bumps, so a storm of refusals on many threads shares no cache line.
+    breaker: Arc<StripeRef>,
     retry_after: Option<Duration>,
 }
 
+impl fmt::Debug for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitOpen")
+            .field("name", &self.name())
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
 impl CircuitOpen {
-    pub(crate) fn new(name: Arc<str>, retry_after: Option<Duration>) -> Self {
-        Self { name, retry_after }
+    pub(crate) fn new(breaker: Arc<StripeRef>, retry_after: Option<Duration>) -> Self {
+        Self {
+            breaker,
+            retry_after,
+        }
     }
 
     /// The name of the breaker that refused the call.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        &self.breaker.0.name
     }
 
     /// The exact time until the next probe may be admitted, when that is known (`None` when the circuit is
@@ -36,13 +53,17 @@ impl CircuitOpen {
     /// 10.2.3); 1 when unknown.
     #[must_use]
     pub fn retry_after_secs(&self) -> u64 {
-        match self.retry_after {
-            Some(d) => {
-                let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-                secs.max(1)
-            }
-            None => 1,
+        whole_secs_at_least_one(self.retry_after)
+    }
+}
+
+fn whole_secs_at_least_one(d: Option<Duration>) -> u64 {
+    match d {
+        Some(d) => {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            secs.max(1)
         }
+        None => 1,
     }
 }
 
@@ -72,18 +93,27 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Breaker, BreakerConfig};
 
     #[test]
     fn retry_after_rounds_up_and_is_never_zero() {
-        let e = |d| CircuitOpen::new(Arc::from("x"), d);
-        assert_eq!(e(Some(Duration::from_millis(1))).retry_after_secs(), 1);
-        assert_eq!(e(Some(Duration::ZERO)).retry_after_secs(), 1);
-        assert_eq!(
-            e(Some(Duration::from_millis(59_001))).retry_after_secs(),
-            60
-        );
-        assert_eq!(e(Some(Duration::from_secs(60))).retry_after_secs(), 60);
-        assert_eq!(e(None).retry_after_secs(), 1);
-        assert_eq!(e(None).to_string(), "circuit `x` is open");
+        let secs = |d| whole_secs_at_least_one(d);
+        assert_eq!(secs(Some(Duration::from_millis(1))), 1);
+        assert_eq!(secs(Some(Duration::ZERO)), 1);
+        assert_eq!(secs(Some(Duration::from_millis(59_001))), 60);
+        assert_eq!(secs(Some(Duration::from_secs(60))), 60);
+        assert_eq!(secs(None), 1);
+    }
+
+    #[test]
+    fn refusal_names_its_breaker() {
+        let b = Breaker::new("x", BreakerConfig::default()).unwrap();
+        b.force_open();
+        let e = b.try_acquire().unwrap_err();
+        assert_eq!(e.to_string(), "circuit `x` is open");
+        assert_eq!(e.name(), "x");
+        assert_eq!(e.retry_after(), None);
+        assert_eq!(e.retry_after_secs(), 1);
+        assert!(format!("{e:?}").contains("\"x\""));
     }
 }

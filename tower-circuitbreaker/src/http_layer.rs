@@ -163,6 +163,7 @@ where
                 HttpResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
             }
             Err(refusal) => {
+                let refusal = self.breaker.refusal(refusal);
                 HttpResponseFuture::rejected((self.fallback)(&refusal), self.classifier.clone())
             }
         }

@@ -118,7 +118,9 @@ where
                 let guard = Guard::new(self.breaker.local(), ticket);
                 ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
             }
-            Err(refusal) => ResponseFuture::rejected(refusal, self.classifier.clone()),
+            Err(refusal) => {
+                ResponseFuture::rejected(self.breaker.refusal(refusal), self.classifier.clone())
+            }
         }
     }
 }

@@ -183,6 +183,12 @@ impl Snapshot {
     }
 }
 
+/// A refused call, before it becomes a [`CircuitOpen`] (which needs the caller's stripe reference).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal {
+    pub(crate) retry_after: Option<Duration>,
+}
+
 /// A call's claim on the breaker: the generation it started in, whether it is a half-open probe, and when it
 /// started (if slow calls are measured). Two whole words and no `bool` field: permits and futures copy it
 /// around, and a byte written next to a word read back whole stalls store-to-load forwarding.
@@ -239,7 +245,7 @@ struct Slow {
 }
 
 pub(crate) struct Core {
-    name: Arc<str>,
+    pub(crate) name: Arc<str>,
     config: BreakerConfig,
     clock: ClockSource,
     state: Padded<AtomicU64>,
@@ -407,6 +413,12 @@ impl Breaker {
         &self.core().name
     }
 
+    /// The error for a refusal, holding this thread's stripe reference (no shared count to bump).
+    #[cold]
+    pub(crate) fn refusal(&self, refusal: Refusal) -> CircuitOpen {
+        CircuitOpen::new(self.local(), refusal.retry_after)
+    }
+
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &BreakerConfig {
@@ -430,7 +442,10 @@ impl Breaker {
         if let Some(ticket) = core.fast_ticket() {
             return Ok(Permit { core, ticket });
         }
-        core.acquire().map(|ticket| Permit { core, ticket })
+        match core.acquire() {
+            Ok(ticket) => Ok(Permit { core, ticket }),
+            Err(refusal) => Err(self.refusal(refusal)),
+        }
     }
 
     /// The state and counts now.
@@ -565,7 +580,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
+    pub(crate) fn acquire(&self) -> Result<Ticket, Refusal> {
         let word = self.state.load(Ordering::Acquire);
         match kind_of(word) {
             BreakerState::Closed | BreakerState::MetricsOnly | BreakerState::Disabled => {
@@ -588,13 +603,13 @@ impl Core {
     }
 
     #[cold]
-    fn reject(&self, retry_after: Option<Duration>) -> CircuitOpen {
+    fn reject(&self, retry_after: Option<Duration>) -> Refusal {
         self.totals().add(Mark::Rejected, false);
-        CircuitOpen::new(Arc::clone(&self.name), retry_after)
+        Refusal { retry_after }
     }
 
     #[cold]
-    fn acquire_slow(&self, now: u64) -> Result<Ticket, CircuitOpen> {
+    fn acquire_slow(&self, now: u64) -> Result<Ticket, Refusal> {
         let mut slow = self.lock();
         let mut word = self.state.load(Ordering::Acquire);
         if kind_of(word) == BreakerState::Open {
