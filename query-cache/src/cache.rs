@@ -284,6 +284,20 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
         }
     }
 
+    /// Like [`get`](Self::get), with the freshness left (for `Cache-Status: ...; ttl=`).
+    #[must_use]
+    pub fn get_with_ttl(&self, key: &CacheKey) -> Option<(V, Duration)> {
+        let now = self.inner.clock.now_ms();
+        match self.inner.lookup(key, now) {
+            Found::Fresh(entry) => {
+                self.inner.stats.incr(usize::from(entry.tier), Counter::Hit);
+                let left = Duration::from_millis(entry.fresh_until.saturating_sub(now));
+                entry.value.clone().map(|v| (v, left))
+            }
+            Found::Stale(_) | Found::Miss => None,
+        }
+    }
+
     /// The cached value of `key`, or the loader's.
     ///
     /// Concurrent callers for one key share one load (single flight), which runs in its own task so that a
