@@ -351,13 +351,15 @@ impl MemoryStore {
         overflow: impl FnOnce() -> u64,
     ) -> u64 {
         let cap = self.inner.per_shard_cap;
-        if table.cells.len() >= table.sweep_at {
+        // Growing: sweep whenever the shard has doubled since the last sweep (amortized O(1) per insert).
+        if table.cells.len() >= table.sweep_at && table.cells.len() < cap {
             sweep_table(table, now);
             table.sweep_at = (table.cells.len() * 2).max(MIN_SWEEP_AT).min(cap);
         }
         if table.cells.len() < cap {
             return id;
         }
+        // At the cap: sweep at most once per interval, so a flood cannot make every insert a full sweep.
         if now >= table.next_cap_sweep {
             sweep_table(table, now);
             table.next_cap_sweep = now.saturating_add(CAP_SWEEP_INTERVAL_MICROS);
