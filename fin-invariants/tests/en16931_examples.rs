@@ -259,3 +259,20 @@ fn the_tolerant_mode_accepts_per_category_differences_under_one_unit_as_the_arte
         ["BR-CO-16"]
     );
 }
+
+#[test]
+fn rates_compare_as_numbers_codes_are_trimmed_and_amounts_may_be_written_loosely() {
+    // A line at rate "25" and a breakdown at "25.00" with category " S ", amounts written "0100.0".
+    let doc: fin_invariants::invoice::InvoiceWithTotals = serde_json::from_str(
+        r#"{"currency":"EUR",
+            "lines":[{"quantity":"4","net_price":"25","tax_category":"S","tax_rate":"25"}],
+            "totals":{"line_net_total":"0100.0","tax_exclusive_amount":"100.00","tax_total":"25",
+                      "tax_inclusive_amount":"125.000","payable_amount":"125.00",
+                      "tax_breakdown":[{"category":" S ","rate":"25.00","taxable_amount":"100","tax_amount":"25.00"}]}}"#,
+    )
+    .unwrap();
+    assert!(check(&doc.invoice, &doc.totals).is_empty());
+    // Amounts are decimal strings only: a JSON number is refused.
+    let number = r#"{"quantity":4,"net_price":"25","tax_category":"S"}"#;
+    assert!(serde_json::from_str::<fin_invariants::invoice::InvoiceLine>(number).is_err());
+}
