@@ -24,7 +24,7 @@ fn run<S>(
     rt: &tokio::runtime::Runtime,
     id: &str,
     make_request: fn() -> Request<()>,
-    svc: S,
+    svc: &S,
 ) where
     S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
 {
@@ -81,8 +81,8 @@ fn overhead(c: &mut Criterion) {
         g.measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_secs(1))
             .sample_size(30);
-        run(&mut g, &rt, "ours", make_request, ours.clone());
-        run(&mut g, &rt, "tower-http", make_request, peer.clone());
+        run(&mut g, &rt, "ours", make_request, &ours);
+        run(&mut g, &rt, "tower-http", make_request, &peer);
         g.finish();
     }
 
@@ -91,7 +91,7 @@ fn overhead(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(30);
-    run(&mut g, &rt, "service_fn", no_id, service_fn(handler));
+    run(&mut g, &rt, "service_fn", no_id, &service_fn(handler));
     g.finish();
 }
 
