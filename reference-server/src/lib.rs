@@ -37,6 +37,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     db: Db,
+    dashboards: Option<query_cache::QueryCache<Arc<domain::dashboard::Dashboard>>>,
     keys: KeyRing,
     clock: Clock,
     draining: AtomicBool,
@@ -54,15 +55,29 @@ impl AppState {
     pub fn with_clock(config: Config, db: Db, clock: Clock) -> Self {
         let keys = KeyRing::from_config(&config);
         let draining = AtomicBool::new(false);
+        // The defaults are valid (no zero TTL or capacity), so building cannot fail; if it did, the server
+        // would run uncached rather than not at all.
+        let dashboards = (!config.query_cache_disabled)
+            .then(|| query_cache::QueryCache::builder().build().ok())
+            .flatten();
         Self {
             inner: Arc::new(Inner {
                 config,
                 db,
+                dashboards,
                 keys,
                 clock,
                 draining,
             }),
         }
+    }
+
+    /// The dashboard cache; `None` with `QUERY_CACHE_DISABLED=true`.
+    #[must_use]
+    pub fn dashboards(
+        &self,
+    ) -> Option<&query_cache::QueryCache<Arc<domain::dashboard::Dashboard>>> {
+        self.inner.dashboards.as_ref()
     }
 
     /// The access-token keys.
@@ -110,6 +125,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::ledger::router())
         .merge(routes::invoices::router())
         .merge(routes::integrity::router())
+        .merge(routes::dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -114,9 +114,8 @@ impl AuditSource for Source<'_> {
         cursor: Option<&str>,
         size: usize,
     ) -> Result<Page<StoredInvoice>, IntegrityError> {
-        let ids: Vec<(Uuid,)> =
-            with_pool!(self.db, |pool| {
-                sqlx::query_as(
+        let ids: Vec<(Uuid,)> = with_pool!(self.db, |pool| {
+            sqlx::query_as(
             "SELECT id FROM invoices WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         )
         .bind(self.org)
@@ -124,7 +123,7 @@ impl AuditSource for Source<'_> {
         .bind(limit(size))
         .fetch_all(pool)
         .await
-            })?;
+        })?;
         let (fetched, last) = (ids.len(), ids.last().map(|r| r.0));
         let mut items = Vec::with_capacity(ids.len());
         for (id,) in ids {

@@ -707,7 +707,9 @@ async fn transition(
         Ok(Ok(()))
     }
     .await
-    })?
+    })??;
+    crate::domain::dashboard::invalidate(state, org).await;
+    Ok(())
 }
 
 /// Issues a draft: posts receivable against sales and GST collected (sales), or purchases and GST paid

@@ -642,6 +642,7 @@ pub async fn post_manual(
     }
     .await)?;
     outcome?;
+    crate::domain::dashboard::invalidate(state, org).await;
     Ok(posting.id)
 }
 
@@ -788,6 +789,9 @@ pub async fn reverse(state: &AppState, principal: &Principal, id: Uuid) -> Resul
         Ok::<_, sqlx::Error>(outcome)
     }
     .await);
+    if matches!(outcome, Ok(Ok(()))) {
+        crate::domain::dashboard::invalidate(state, org).await;
+    }
     match outcome {
         Ok(inner) => inner.map_err(AppError::from).map(|()| posting.id),
         Err(e)

@@ -1,6 +1,7 @@
 //! The domain: rules and queries, no HTTP types.
 
 pub mod audit;
+pub mod dashboard;
 pub mod identity;
 pub mod integrity;
 pub mod invoices;
