@@ -54,6 +54,11 @@
 //!   correlate, never to authorize. At the edge, [`RequestIdLayer::ignore_incoming`] makes every id ours.
 //! - **Spawned tasks.** The request span and [`RequestContext::current`] follow the request's own future.
 //!   Work moved to `tokio::spawn` needs `.instrument(Span::current())` and [`RequestContext::scope`].
+//! - **Handlers on another task.** Behind `tower::buffer::Buffer` the handler runs on the buffer's worker,
+//!   outside the slot [`OutboundLayer`] reads; the extensions still carry the id, so put [`RequestId`] and
+//!   [`TraceContext`] into the outbound request's extensions there.
+//! - **Logged events.** One WARN event per refused incoming id (`rejected`, escaped and cut to 64 bytes,
+//!   `rejected_len`, `suppressed`), at most one per second per layer; nothing else is logged per request.
 //! - **Span level.** The span is INFO by default; a filter above INFO drops it and the ids with it.
 //! - **Read the id from extensions** (or the axum extractor), not from the request header: by default the
 //!   layer only removes an invalid header and does not write a generated id into it (see
