@@ -372,7 +372,19 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
                 Inner::start_flight(inner, key, tier, loader, true);
                 return Ok(entry.value.clone());
             }
-            Found::Miss => inner.stats.incr(tier_index, Counter::Miss),
+            Found::Miss => {
+                // Redis only: a hit needs no flight (no task, no channel); only a miss goes through one.
+                if inner.l1.is_none()
+                    && let Some(l2) = inner.l2.as_ref().filter(|l2| l2.readable())
+                    && let Ok(lookup) = l2.get(key).await
+                    && let Some(found) = lookup.found.filter(|f| !f.fresh_for.is_zero())
+                {
+                    inner.stats.incr(tier_index, Counter::Hit);
+                    inner.stats.global(Global::L2Hit);
+                    return Ok(found.value);
+                }
+                inner.stats.incr(tier_index, Counter::Miss);
+            }
         }
         let mut receiver = match Inner::start_flight(inner, key, tier, loader, false) {
             Join::Wait(receiver) => receiver,
@@ -391,27 +403,14 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
     pub async fn insert(&self, key: &CacheKey, tier: Tier, value: V) {
         let inner = &self.inner;
         let snapshot = inner.snapshot(key);
-        let generations = match &inner.l2 {
-            Some(l2) if l2.readable() => match l2.get(key).await {
-                Ok(lookup) => Some(lookup.generations),
-                Err(_) => {
-                    inner.stats.global(Global::L2Error);
-                    None
-                }
-            },
-            _ => None,
-        };
         let value = Some(value);
         let ttl = millis(inner.ttls.ttl(tier));
         inner.store_local(key, tier, &value, ttl, 0, snapshot, None);
-        if let (Some(l2), Some(generations)) = (&inner.l2, generations) {
+        if let Some(l2) = inner.l2.as_ref().filter(|l2| l2.readable()) {
             let fresh = inner.ttls.ttl(tier);
             let stale = Duration::from_millis(inner.stale_window_ms);
-            if l2
-                .set(key, &value, fresh, stale, 0, generations)
-                .await
-                .is_err()
-            {
+            // One round trip: the script records the generations current in Redis as it writes.
+            if l2.set(key, &value, fresh, stale, 0, None).await.is_err() {
                 inner.stats.global(Global::L2Error);
             }
         }
@@ -836,7 +835,7 @@ impl<V: Clone + Send + Sync + 'static> Flight<V> {
                     // the key was invalidated meanwhile (the Lua check would refuse it anyway).
                     if !cancelled.load(Ordering::Acquire)
                         && l2
-                            .set(&key, &value, ttl, stale, load_ms, generations)
+                            .set(&key, &value, ttl, stale, load_ms, Some(generations))
                             .await
                             .is_err()
                     {

@@ -37,7 +37,8 @@ pub(crate) trait SecondTier<V>: Send + Sync + 'static {
     /// Reads a value that is still fresh or stale-servable, and the current generations of its key and tags.
     fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<L2Lookup<V>, StoreError>>;
 
-    /// Writes a value if the generations are still those of the read (no invalidation in between).
+    /// Writes a value if the generations are still those of the read (no invalidation in between); with
+    /// `None`, writes it under the current generations (a direct insert of a value known to be current).
     fn set<'a>(
         &'a self,
         key: &'a CacheKey,
@@ -45,7 +46,7 @@ pub(crate) trait SecondTier<V>: Send + Sync + 'static {
         fresh: Duration,
         stale: Duration,
         load_ms: u64,
-        generations: Vec<u64>,
+        generations: Option<Vec<u64>>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Invalidates one key everywhere.

@@ -30,13 +30,18 @@ use crate::error::StoreError;
 use crate::key::CacheKey;
 use crate::stats::RedisStatus;
 
-/// The conditional write: store the record only if every generation is still the one read before the load.
-const SET_IF_CURRENT: &str = r"
+/// The write. The stored value is `<generations as decimal, comma-separated>|<postcard record>`, so that the
+/// script can write the generations itself. With `ARGV[3] == "check"`, it first compares the generations with
+/// the ones read before the load (`ARGV[4..]`) and writes nothing if any moved; with `"current"` (a direct
+/// insert) it records the generations it finds.
+const SET_VALUE: &str = r"
+local seen = {}
 for i = 2, #KEYS do
-  local g = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if g ~= tonumber(ARGV[i + 1]) then return 0 end
+  local g = redis.call('GET', KEYS[i]) or '0'
+  if ARGV[3] == 'check' and tonumber(g) ~= tonumber(ARGV[i + 2]) then return 0 end
+  seen[#seen + 1] = g
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+redis.call('SET', KEYS[1], table.concat(seen, ',') .. '|' .. ARGV[2], 'PX', ARGV[1])
 return 1
 ";
 
@@ -153,7 +158,7 @@ impl RedisStoreBuilder {
                 subscribed: AtomicBool::new(false),
                 pending: Mutex::new(Vec::new()),
                 has_pending: AtomicBool::new(false),
-                script: redis::Script::new(SET_IF_CURRENT),
+                script: redis::Script::new(SET_VALUE),
             }),
         })
     }
@@ -385,14 +390,24 @@ impl RedisShared {
     }
 }
 
-/// One record as stored: format version, load time, stale window, generations, and the encoded value.
+/// One record as stored after its generations: format version, load time, stale window, encoded value.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Record {
     version: u8,
     load_ms: u64,
     stale_ms: u64,
-    generations: Vec<u64>,
     value: Option<Vec<u8>>,
+}
+
+/// Splits `g1,g2,...|record` into the generations and the record bytes.
+fn split_generations(raw: &[u8]) -> Option<(Vec<u64>, &[u8])> {
+    let bar = raw.iter().position(|&b| b == b'|')?;
+    let text = std::str::from_utf8(&raw[..bar]).ok()?;
+    let generations = text
+        .split(',')
+        .map(|g| g.parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    Some((generations, &raw[bar + 1..]))
 }
 
 /// The Redis tier of a cache of `V`, values encoded with postcard.
@@ -423,10 +438,12 @@ where
             let found = match raw {
                 None => None,
                 Some(raw) => {
-                    let record: Record = postcard::from_bytes(&raw)
+                    let (stored_generations, rest) = split_generations(&raw)
+                        .ok_or_else(|| StoreError::Decode("no generations".to_owned()))?;
+                    let record: Record = postcard::from_bytes(rest)
                         .map_err(|e| StoreError::Decode(e.to_string()))?;
                     if record.version != RECORD_VERSION
-                        || record.generations != generations
+                        || stored_generations != generations
                         || pttl <= 0
                     {
                         None
@@ -460,7 +477,7 @@ where
         fresh: Duration,
         stale: Duration,
         load_ms: u64,
-        generations: Vec<u64>,
+        generations: Option<Vec<u64>>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let shared = &self.shared;
@@ -474,7 +491,6 @@ where
                 version: RECORD_VERSION,
                 load_ms,
                 stale_ms: crate::clock::millis(stale),
-                generations: generations.clone(),
                 value: encoded,
             };
             let bytes =
@@ -486,8 +502,16 @@ where
                 invocation.key(generation_key);
             }
             invocation.arg(px).arg(bytes);
-            for g in &generations {
-                invocation.arg(*g);
+            match &generations {
+                Some(expected) => {
+                    invocation.arg("check");
+                    for g in expected {
+                        invocation.arg(*g);
+                    }
+                }
+                None => {
+                    invocation.arg("current");
+                }
             }
             let mut conn = shared.conn.clone();
             let _stored: i64 = shared.run(invocation.invoke_async(&mut conn)).await?;
