@@ -43,7 +43,7 @@ impl<T, E> Classify<T, E> for DefaultClassifier {
 /// | result | outcome |
 /// |---|---|
 /// | `Err` (transport error, timeout) | failure |
-/// | 5xx, 429 | failure; with `Retry-After` (delta-seconds) on a 429 or 503, [`Outcome::FailureRetryAfter`] |
+/// | 5xx, 429 | failure; with `Retry-After` on a 429 or 503, [`Outcome::FailureRetryAfter`] |
 /// | other 4xx (the caller's fault) | ignored |
 /// | 1xx, 2xx, 3xx | success |
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,14 +77,21 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap) -> Outcome {
     }
 }
 
-/// `Retry-After` as delta-seconds (RFC 9110 10.2.3); an HTTP-date or anything unreadable gives `None`.
+/// `Retry-After` (RFC 9110 10.2.3) as a wait: delta-seconds, or an HTTP-date taken relative to the system's
+/// wall clock (a date in the past gives zero); anything unreadable gives `None`.
 #[must_use]
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+fn retry_after_at(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // A value too large for u64 seconds still means "a long time": the breaker caps it anyway.
+        return Some(v.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
     }
-    v.parse::<u64>().ok().map(Duration::from_secs)
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -115,15 +122,31 @@ mod tests {
             classify_status(StatusCode::INTERNAL_SERVER_ERROR, &h),
             Outcome::Failure
         );
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(
             classify_status(StatusCode::TOO_MANY_REQUESTS, &h),
             Outcome::Failure
         );
         h.insert(RETRY_AFTER, HeaderValue::from_static("-5"));
         assert_eq!(retry_after(&h), None);
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("99999999999999999999999"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::MAX));
+    }
+
+    #[test]
+    fn retry_after_reads_http_dates_against_the_wall_clock() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        let at = httpdate::parse_http_date("Wed, 21 Oct 2015 07:27:00 GMT").unwrap();
+        assert_eq!(retry_after_at(&h, at), Some(Duration::from_secs(60)));
+        let later = httpdate::parse_http_date("Wed, 21 Oct 2015 08:00:00 GMT").unwrap();
+        assert_eq!(retry_after_at(&h, later), Some(Duration::ZERO));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "2015 is in the past");
     }
 }

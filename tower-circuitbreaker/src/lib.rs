@@ -60,8 +60,8 @@
 //!
 //! # Feature flags
 //!
-//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, the tower traits and, on Linux,
-//! `rustix` (`time`) for the coarse clock.
+//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, `httpdate`, the tower traits
+//! and, on Linux, `rustix` (`time`) for the coarse clock.
 //!
 //! # Pitfalls
 //!
