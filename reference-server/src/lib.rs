@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod health;
+mod http;
 pub mod logging;
 pub mod routes;
 
@@ -130,10 +131,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(health::router())
         .merge(api)
-        .with_state(state)
+        .with_state(state.clone());
+    http::stack(routes, state.config())
 }
 
 /// Why the server could not start or stopped with an error.

@@ -202,9 +202,8 @@ fn money_error(e: fin_invariants::MoneyError) -> AppError {
 ///
 /// When the database fails or a sum leaves the range of money.
 pub async fn compute(db: &Db, org: Uuid, today: Date) -> Result<Dashboard, AppError> {
-    let open: Vec<OpenInvoice> =
-        with_pool!(db, |pool| {
-            sqlx::query_as(
+    let open: Vec<OpenInvoice> = with_pool!(db, |pool| {
+        sqlx::query_as(
         "SELECT id, kind, number, counterparty, due_date, payable_amount, paid_total FROM invoices \
          WHERE organization_id = $1 AND status IN ('issued', 'partially_paid') AND currency = $2"
     )
@@ -212,7 +211,7 @@ pub async fn compute(db: &Db, org: Uuid, today: Date) -> Result<Dashboard, AppEr
     .bind(BASE_CURRENCY.code())
     .fetch_all(pool)
     .await
-        })?;
+    })?;
     let cash: Option<(i64, i64)> = with_pool!(db, |pool| {
         sqlx::query_as(
         "SELECT debits_posted, credits_posted FROM accounts WHERE organization_id = $1 AND code = $2"

@@ -1,0 +1,166 @@
+//! The stack around the routes: body limit (413), security headers, CORS from configuration, and problem+json
+//! for the errors the layers and the router answer themselves.
+#![allow(clippy::unwrap_used)] // helpers of tests: a failure is a failed test
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use support::{Backend, server};
+use tower::ServiceExt;
+
+async fn send(
+    state: &reference_server::AppState,
+    request: Request<Body>,
+) -> axum::http::Response<Body> {
+    reference_server::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap()
+}
+
+async fn json(response: axum::http::Response<Body>) -> serde_json::Value {
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_problem_json_whether_or_not_it_declares_its_length() {
+    let server =
+        test_support::require!(server(Backend::Sqlite, &[("MAX_BODY_SIZE", "1KiB")]).await);
+    let big = format!(r#"{{"email":"{}","password":"x"}}"#, "a".repeat(4096));
+    let declared = Request::post("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .header("content-length", big.len())
+        .body(Body::from(big.clone()))
+        .unwrap();
+    let response = send(&server.state, declared).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(json(response).await["status"], 413);
+
+    let stream = futures_stream(big);
+    let streamed = Request::post("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .body(stream)
+        .unwrap();
+    let response = send(&server.state, streamed).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+/// A body without a declared length, as a chunked upload sends it.
+fn futures_stream(text: String) -> Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = text
+        .into_bytes()
+        .chunks(512)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    Body::from_stream(tokio_stream_iter(chunks))
+}
+
+fn tokio_stream_iter(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    struct Iter(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
+    impl futures_core::Stream for Iter {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(chunks.into_iter())
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_router_errors_are_problems() {
+    let server = test_support::require!(server(Backend::Sqlite, &[]).await);
+    for path in ["/health/live", "/no/such/route"] {
+        let response = send(
+            &server.state,
+            Request::get(path).body(Body::empty()).unwrap(),
+        )
+        .await;
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'none'")
+        );
+        assert!(
+            headers["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age=")
+        );
+    }
+    let missing = send(
+        &server.state,
+        Request::get("/no/such/route").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let wrong_method = send(
+        &server.state,
+        Request::delete("/health/live").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        wrong_method.headers().contains_key("allow"),
+        "the Allow header survives the rewrite"
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let server = test_support::require!(
+        server(
+            Backend::Sqlite,
+            &[("CORS_ALLOWED_ORIGINS", "https://app.example")]
+        )
+        .await
+    );
+    let preflight = |origin: &'static str| {
+        Request::options("/api/v1/auth/login")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = send(&server.state, preflight("https://app.example")).await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let refused = send(&server.state, preflight("https://evil.example")).await;
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let closed = test_support::require!(support::server(Backend::Sqlite, &[]).await);
+    let none = send(&closed.state, preflight("https://app.example")).await;
+    assert!(
+        !none.headers().contains_key("access-control-allow-origin"),
+        "no origins configured: no cross-origin access"
+    );
+}
