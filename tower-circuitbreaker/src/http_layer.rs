@@ -13,7 +13,17 @@ use crate::CircuitOpen;
 use crate::body::ResponseBody;
 use crate::classify::{Classify, HttpClassifier};
 use crate::future::{Guard, HttpResponseFuture};
+use crate::registry::BreakerRegistry;
 use crate::state::Breaker;
+
+/// Where the layer's breaker comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// One breaker for every request.
+    One(Breaker),
+    /// The registry's breaker for the request URI's authority (`host[:port]`).
+    PerHost(BreakerRegistry),
+}
 
 /// Builds the answer to a refused call.
 pub type FallbackFn = Arc<dyn Fn(&CircuitOpen) -> Response<Bytes> + Send + Sync>;
@@ -23,7 +33,7 @@ pub type FallbackFn = Arc<dyn Fn(&CircuitOpen) -> Response<Bytes> + Send + Sync>
 /// [`problem_response`] (503 problem+json with `Retry-After`), keeping the inner service's error type.
 #[derive(Clone)]
 pub struct HttpCircuitBreakerLayer<C = HttpClassifier> {
-    breaker: Breaker,
+    source: Source,
     classifier: C,
     fallback: FallbackFn,
 }
@@ -31,18 +41,31 @@ pub struct HttpCircuitBreakerLayer<C = HttpClassifier> {
 impl<C: fmt::Debug> fmt::Debug for HttpCircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpCircuitBreakerLayer")
-            .field("breaker", &self.breaker)
+            .field("source", &self.source)
             .field("classifier", &self.classifier)
             .finish_non_exhaustive()
     }
 }
 
 impl HttpCircuitBreakerLayer {
+    /// A layer that picks, for each request, the registry's breaker for the authority (`host[:port]`) of
+    /// the request URI (absolute URIs, as an HTTP client sends them; `"unknown"` when there is none). For an
+    /// outbound client calling several upstreams: each host trips on its own. A lookup takes the registry's
+    /// read lock; a layer over one breaker ([`HttpCircuitBreakerLayer::new`]) takes none.
+    #[must_use]
+    pub fn per_host(registry: BreakerRegistry) -> Self {
+        Self {
+            source: Source::PerHost(registry),
+            classifier: HttpClassifier,
+            fallback: Arc::new(problem_response),
+        }
+    }
+
     /// A layer over `breaker` with the default classifier and fallback.
     #[must_use]
     pub fn new(breaker: Breaker) -> Self {
         Self {
-            breaker,
+            source: Source::One(breaker),
             classifier: HttpClassifier,
             fallback: Arc::new(problem_response),
         }
@@ -54,7 +77,7 @@ impl<C> HttpCircuitBreakerLayer<C> {
     #[must_use]
     pub fn classifier<C2>(self, classifier: C2) -> HttpCircuitBreakerLayer<C2> {
         HttpCircuitBreakerLayer {
-            breaker: self.breaker,
+            source: self.source,
             classifier,
             fallback: self.fallback,
         }
@@ -70,10 +93,13 @@ impl<C> HttpCircuitBreakerLayer<C> {
         self
     }
 
-    /// The breaker.
+    /// The breaker, when the layer has one (`None` for [`HttpCircuitBreakerLayer::per_host`]).
     #[must_use]
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+    pub fn breaker(&self) -> Option<&Breaker> {
+        match &self.source {
+            Source::One(b) => Some(b),
+            Source::PerHost(_) => None,
+        }
     }
 }
 
@@ -83,7 +109,7 @@ impl<S, C: Clone> Layer<S> for HttpCircuitBreakerLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         HttpCircuitBreaker {
             inner,
-            breaker: self.breaker.clone(),
+            source: self.source.clone(),
             classifier: self.classifier.clone(),
             fallback: Arc::clone(&self.fallback),
         }
@@ -94,7 +120,7 @@ impl<S, C: Clone> Layer<S> for HttpCircuitBreakerLayer<C> {
 #[derive(Clone)]
 pub struct HttpCircuitBreaker<S, C = HttpClassifier> {
     inner: S,
-    breaker: Breaker,
+    source: Source,
     classifier: C,
     fallback: FallbackFn,
 }
@@ -103,17 +129,20 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for HttpCircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpCircuitBreaker")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker)
+            .field("source", &self.source)
             .field("classifier", &self.classifier)
             .finish_non_exhaustive()
     }
 }
 
 impl<S, C> HttpCircuitBreaker<S, C> {
-    /// The breaker.
+    /// The breaker, when the service has one (`None` for [`HttpCircuitBreakerLayer::per_host`]).
     #[must_use]
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+    pub fn breaker(&self) -> Option<&Breaker> {
+        match &self.source {
+            Source::One(b) => Some(b),
+            Source::PerHost(_) => None,
+        }
     }
 
     /// The inner service.
@@ -148,9 +177,17 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let core = self.breaker.core();
+        let per_host;
+        let breaker = match &self.source {
+            Source::One(b) => b,
+            Source::PerHost(registry) => {
+                per_host = registry.for_uri(req.uri());
+                &per_host
+            }
+        };
+        let core = breaker.core();
         if let Some(ticket) = core.fast_ticket() {
-            let guard = Guard::new(self.breaker.local(), ticket);
+            let guard = Guard::new(breaker.local(), ticket);
             return HttpResponseFuture::called(
                 self.inner.call(req),
                 guard,
@@ -159,11 +196,11 @@ where
         }
         match core.acquire() {
             Ok(ticket) => {
-                let guard = Guard::new(self.breaker.local(), ticket);
+                let guard = Guard::new(breaker.local(), ticket);
                 HttpResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
             }
             Err(refusal) => {
-                let refusal = self.breaker.refusal(refusal);
+                let refusal = breaker.refusal(refusal);
                 HttpResponseFuture::rejected((self.fallback)(&refusal), self.classifier.clone())
             }
         }

@@ -162,3 +162,52 @@ async fn registry_gives_one_breaker_per_host() {
     assert_eq!(registry.len(), 1);
     assert_eq!(registry.snapshots()[0].name.as_ref(), "bank.example");
 }
+
+#[tokio::test]
+async fn per_host_breakers_trip_one_upstream_only() {
+    let registry = BreakerRegistry::new(BreakerConfig::default()).unwrap();
+    let svc = HttpCircuitBreakerLayer::per_host(registry.clone()).layer(service_fn(
+        |req: Request<()>| async move {
+            let mut res = Response::new(String::new());
+            if req.uri().host() == Some("bank.example") {
+                *res.status_mut() = StatusCode::BAD_GATEWAY;
+            }
+            Ok::<_, Infallible>(res)
+        },
+    ));
+    let get = |uri: &'static str| Request::get(uri).body(()).unwrap();
+    for _ in 0..5 {
+        let res = svc
+            .clone()
+            .oneshot(get("https://bank.example/v1/balance"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    }
+    let res = svc
+        .clone()
+        .oneshot(get("https://bank.example/v1/balance"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body(res).await.contains("bank.example"));
+    let res = svc
+        .clone()
+        .oneshot(get("https://ledger.example/v1/entries"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let states: Vec<_> = registry
+        .snapshots()
+        .iter()
+        .map(|s| (s.name.to_string(), s.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("bank.example".to_owned(), BreakerState::Open),
+            ("ledger.example".to_owned(), BreakerState::Closed)
+        ]
+    );
+    assert!(svc.breaker().is_none());
+}
