@@ -82,6 +82,29 @@ fn keyed_check(c: &mut Criterion) {
     });
     group.finish();
 
+    // The same with ours on an opt-in coarse clock (one atomic load instead of reading `Instant`), to show
+    // what the clock costs: governor reads the TSC through quanta.
+    let mut group = c.benchmark_group("ratelimit/keyed_check_coarse_clock");
+    group_settings(&mut group);
+    let coarse = RateLimiter::builder()
+        .clock(tower_ratelimit::CoarseClock::new(Duration::from_millis(1)).unwrap())
+        .build();
+    let mut k = 0u64;
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(coarse.check_now(Key::Id(k), &limit, 1).is_allowed())
+        });
+    });
+    let mut k = 0u64;
+    group.bench_function("governor", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(governor.check_key(&k).is_ok())
+        });
+    });
+    group.finish();
+
     // Two limits per request (minute and hour, all-or-none) for ours, one for governor.
     let mut group = c.benchmark_group("ratelimit/keyed_check_two_limits");
     group_settings(&mut group);

@@ -65,7 +65,7 @@ mod key;
 mod limiter;
 pub mod store;
 
-pub use clock::{Clock, ManualClock, MonotonicClock};
+pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock};
 pub use decision::{Decision, DecisionSource};
 pub use error::{ConfigError, StoreError};
 pub use gcra::{Limit, LimitOutcome, MAX_LIMITS_PER_DECISION, Quota};

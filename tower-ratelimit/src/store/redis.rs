@@ -28,17 +28,19 @@ use crate::key::Key;
 use crate::limiter::{Check, Decide, DecideState};
 use crate::store::memory::MemoryStore;
 
-/// The script: `ARGV = [decisions, then per decision: now ('' = TIME), cost, k, min_px, then per limit: T, tau,
-/// charge]`, `KEYS` = every decision's keys in order. Returns per decision `now, allowed, tat_1 .. tat_k` (the
-/// TATs before the decision).
+/// The script. `ARGV[1]` is the number of decisions; `ARGV[1 + d]` describes decision `d` in one string of
+/// space-separated fields: `now` (`-` = Redis' `TIME`), cost, k, `min_px`, then T, tau and charge (0/1) per limit.
+/// `KEYS` holds every decision's keys in order. Returns per decision `now, allowed, tat_1 .. tat_k` (the TATs
+/// before the decision). One string per decision keeps both the client's and the server's per-argument work low.
 pub const GCRA_SCRIPT: &str = r"
 local time_now = nil
 local out = {}
-local a = 2
 local ki = 1
 for d = 1, tonumber(ARGV[1]) do
-  local now = ARGV[a]
-  if now == '' then
+  local f = {}
+  for v in string.gmatch(ARGV[d + 1], '%S+') do f[#f + 1] = v end
+  local now = f[1]
+  if now == '-' then
     if not time_now then
       local t = redis.call('TIME')
       time_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -47,18 +49,18 @@ for d = 1, tonumber(ARGV[1]) do
   else
     now = tonumber(now)
   end
-  local cost = tonumber(ARGV[a + 1])
-  local k = tonumber(ARGV[a + 2])
-  local min_px = tonumber(ARGV[a + 3])
-  a = a + 4
+  local cost = tonumber(f[2])
+  local k = tonumber(f[3])
+  local min_px = tonumber(f[4])
+  local a = 5
   local ok = true
   local tats = {}
   local news = {}
   local charge = {}
   for i = 1, k do
-    local t = tonumber(ARGV[a])
-    local tau = tonumber(ARGV[a + 1])
-    charge[i] = ARGV[a + 2] == '1'
+    local t = tonumber(f[a])
+    local tau = tonumber(f[a + 1])
+    charge[i] = f[a + 2] == '1'
     a = a + 3
     local tat = tonumber(redis.call('GET', KEYS[ki + i - 1]) or '0') or 0
     tats[i] = tat
@@ -160,8 +162,8 @@ impl RedisConfig {
 /// One decision as the script takes it.
 struct Job {
     keys: Vec<String>,
-    /// `now` ('' for TIME), cost, k, `min_px`, then T, tau, charge per limit.
-    args: Vec<String>,
+    /// The decision's fields (see [`GCRA_SCRIPT`]).
+    args: String,
     reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
 }
 
@@ -263,35 +265,31 @@ impl RedisStore {
         interpret(&owned, cost, &reply)
     }
 
-    fn job(
-        &self,
-        checks: &[OwnedCheck],
-        cost: u64,
-        now: Option<u64>,
-    ) -> (Vec<String>, Vec<String>) {
+    fn job(&self, checks: &[OwnedCheck], cost: u64, now: Option<u64>) -> (Vec<String>, String) {
+        use std::fmt::Write as _;
         let mut keys = Vec::with_capacity(checks.len());
-        let mut args = Vec::with_capacity(4 + 3 * checks.len());
-        args.push(now.map_or_else(String::new, |n| n.to_string()));
-        args.push(cost.to_string());
-        args.push(checks.len().to_string());
+        let mut fields = String::with_capacity(24 + 40 * checks.len());
         // With a test clock the state's time is not Redis' time: keep keys long enough that they cannot expire
         // in real time before the test clock reaches them.
-        args.push(if now.is_some() {
-            "3600000".into()
-        } else {
-            "0".into()
-        });
+        let _ = match now {
+            Some(now) => write!(fields, "{now} {cost} {} 3600000", checks.len()),
+            None => write!(fields, "- {cost} {} 0", checks.len()),
+        };
         for check in checks {
             keys.push(self.redis_key(&check.limit, &check.key.as_key()));
             let quota = check.limit.quota();
-            args.push(quota.emission_interval_micros().to_string());
-            args.push(quota.tolerance_micros().to_string());
-            args.push(if check.charge && cost > 0 { "1" } else { "0" }.into());
+            let charge = u8::from(check.charge && cost > 0);
+            let _ = write!(
+                fields,
+                " {} {} {charge}",
+                quota.emission_interval_micros(),
+                quota.tolerance_micros()
+            );
         }
-        (keys, args)
+        (keys, fields)
     }
 
-    async fn run(&self, (keys, args): (Vec<String>, Vec<String>)) -> Result<Vec<i64>, StoreError> {
+    async fn run(&self, (keys, args): (Vec<String>, String)) -> Result<Vec<i64>, StoreError> {
         match &self.inner.batches {
             Some(tx) => {
                 let (reply, rx) = oneshot::channel();
@@ -305,10 +303,7 @@ impl RedisStore {
                 for key in &keys {
                     invocation.key(key);
                 }
-                invocation.arg(1);
-                for arg in &args {
-                    invocation.arg(arg);
-                }
+                invocation.arg(1).arg(&args);
                 let mut conn = self.inner.conn.clone();
                 invocation
                     .invoke_async::<Vec<i64>>(&mut conn)
@@ -361,9 +356,7 @@ async fn batch_loop(
             }
             invocation.arg(batch.len());
             for job in &batch {
-                for arg in &job.args {
-                    invocation.arg(arg);
-                }
+                invocation.arg(&job.args);
             }
             let result =
                 match tokio::time::timeout(timeout, invocation.invoke_async::<Vec<i64>>(&mut conn))
