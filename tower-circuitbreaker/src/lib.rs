@@ -56,7 +56,7 @@
 //! | layer | refusal | classification |
 //! |---|---|---|
 //! | [`CircuitBreakerLayer`] (any request type) | `Err(BoxError)` holding [`CircuitOpen`] | `Ok` success, `Err` failure, or any [`Classify`] |
-//! | [`HttpCircuitBreakerLayer`] (`http::Request`) | 503 problem+json with `Retry-After`, or your fallback; `S::Error` kept | [`HttpClassifier`]: 5xx, 429, errors fail; other 4xx ignored |
+//! | [`HttpCircuitBreakerLayer`] (`http::Request`; one breaker, or [`per_host`](HttpCircuitBreakerLayer::per_host) from a registry) | 503 problem+json with `Retry-After`, or your fallback; `S::Error` kept | [`HttpClassifier`]: 5xx, 429, errors fail; other 4xx ignored |
 //!
 //! # Feature flags
 //!
