@@ -60,8 +60,14 @@
 //!
 //! # Feature flags
 //!
-//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, `httpdate`, the tower traits
-//! and, on Linux, `rustix` (`time`) for the coarse clock.
+//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, `httpdate`, `tracing`, the
+//! tower traits and, on Linux, `rustix` (`time`) for the coarse clock.
+//!
+//! # Logging
+//!
+//! One `tracing` event per transition, never per call: WARN `circuit breaker opened` when a breaker starts
+//! refusing calls (open, forced open), INFO `circuit breaker changed state` otherwise; fields `breaker`,
+//! `from`, `to`, `generation` and, when opening, `open_for_ms`.
 //!
 //! # Pitfalls
 //!

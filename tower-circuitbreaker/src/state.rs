@@ -858,6 +858,7 @@ impl Core {
                 at: Duration::from_nanos(now),
                 open_for,
             };
+            log_transition(&event);
             // No subscriber is not an error.
             if let Some(r) = &self.registry_events {
                 let _ = r.send(event.clone());
@@ -904,6 +905,26 @@ impl Core {
             window_slow: w.slow,
             next_probe_in,
         }
+    }
+}
+
+/// One log event per transition (never per call): WARN when calls start being refused (`open`,
+/// `forced_open`), INFO otherwise. Fields: `breaker` (the name), `from`, `to`, `generation`, and
+/// `open_for_ms` when opening.
+fn log_transition(t: &Transition) {
+    let open_for_ms = t
+        .open_for
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if t.to.refuses_calls() {
+        tracing::warn!(
+            breaker = %t.name, from = t.from.as_str(), to = t.to.as_str(), generation = t.generation,
+            open_for_ms, "circuit breaker opened"
+        );
+    } else {
+        tracing::info!(
+            breaker = %t.name, from = t.from.as_str(), to = t.to.as_str(), generation = t.generation,
+            "circuit breaker changed state"
+        );
     }
 }
 
