@@ -2,12 +2,12 @@
 //! invalidation happened since the read (a Lua check-and-set), invalidated by generation bumps announced on a
 //! pub/sub channel that keeps every instance's in-process tier coherent.
 //!
-//! Keys (every key of a tenant shares the hash tag `{tenant}`, so multi-key commands stay valid on Redis
+//! A read is one `MGET` (the value and its generations). Keys (every key of a tenant shares the hash tag `{tenant}`, so multi-key commands stay valid on Redis
 //! Cluster):
 //!
 //! | key | holds |
 //! |---|---|
-//! | `<prefix>qc:{<tenant>}:v:<name>:<params>` | the value record, with `PX` = TTL + stale window |
+//! | `<prefix>qc:{<tenant>}:v:<name>:<params>` | `<generations>|<record>`, with `PX` = TTL + stale window |
 //! | `<prefix>qc:{<tenant>}:k:<name>:<params>` | the key's generation |
 //! | `<prefix>qc:{<tenant>}:t:<tag>` | a tag's generation |
 //! | `<prefix>qc:{<tenant>}:a` | the tenant's generation |
@@ -46,7 +46,7 @@ return 1
 ";
 
 /// Record format version (first byte of every stored value).
-const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 2;
 
 /// A connection to Redis for one or more caches: where keys live, how long to wait, how to back off.
 ///
@@ -395,8 +395,16 @@ impl RedisShared {
 struct Record {
     version: u8,
     load_ms: u64,
-    stale_ms: u64,
+    /// Wall-clock end of freshness. Redis drops the record itself at the end of the stale window (`PX`), so
+    /// clock skew between instances only moves the fresh/stale boundary, by the skew.
+    fresh_until_unix_ms: u64,
     value: Option<Vec<u8>>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Splits `g1,g2,...|record` into the generations and the record bytes.
@@ -424,16 +432,26 @@ where
         Box::pin(async move {
             let shared = &self.shared;
             shared.replay_pending().await?;
-            let value_key = shared.value_key(key);
-            let generation_keys = shared.generation_keys(key);
-            let mut pipe = redis::pipe();
-            pipe.get(&value_key).pttl(&value_key).mget(&generation_keys);
+            // One command: the value and every generation it depends on (one slot: they share the hash tag).
+            let mut keys = vec![shared.value_key(key)];
+            keys.extend(shared.generation_keys(key));
             let mut conn = shared.conn.clone();
-            let (raw, pttl, generations): (Option<Vec<u8>>, i64, Vec<Option<u64>>) =
-                shared.run(pipe.query_async(&mut conn)).await?;
-            let generations: Vec<u64> = generations
-                .into_iter()
-                .map(Option::unwrap_or_default)
+            let mut replies: Vec<Option<Vec<u8>>> = shared
+                .run(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+                .await?;
+            let raw = if replies.is_empty() {
+                None
+            } else {
+                replies.remove(0)
+            };
+            let generations: Vec<u64> = replies
+                .iter()
+                .map(|g| {
+                    g.as_deref()
+                        .and_then(|g| std::str::from_utf8(g).ok())
+                        .and_then(|g| g.parse().ok())
+                        .unwrap_or(0)
+                })
                 .collect();
             let found = match raw {
                 None => None,
@@ -442,10 +460,7 @@ where
                         .ok_or_else(|| StoreError::Decode("no generations".to_owned()))?;
                     let record: Record = postcard::from_bytes(rest)
                         .map_err(|e| StoreError::Decode(e.to_string()))?;
-                    if record.version != RECORD_VERSION
-                        || stored_generations != generations
-                        || pttl <= 0
-                    {
+                    if record.version != RECORD_VERSION || stored_generations != generations {
                         None
                     } else {
                         let value = match record.value {
@@ -455,11 +470,10 @@ where
                             ),
                             None => None,
                         };
-                        let remaining = u64::try_from(pttl).unwrap_or(0);
                         Some(L2Value {
                             value,
                             fresh_for: Duration::from_millis(
-                                remaining.saturating_sub(record.stale_ms),
+                                record.fresh_until_unix_ms.saturating_sub(unix_ms()),
                             ),
                             load_ms: record.load_ms,
                         })
@@ -490,7 +504,7 @@ where
             let record = Record {
                 version: RECORD_VERSION,
                 load_ms,
-                stale_ms: crate::clock::millis(stale),
+                fresh_until_unix_ms: unix_ms().saturating_add(crate::clock::millis(fresh)),
                 value: encoded,
             };
             let bytes =
