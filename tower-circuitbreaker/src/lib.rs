@@ -108,7 +108,7 @@ pub use crate::http_layer::{
     FallbackFn, HttpCircuitBreaker, HttpCircuitBreakerLayer, problem_response,
 };
 pub use crate::layer::{CircuitBreaker, CircuitBreakerLayer};
-pub use crate::registry::BreakerRegistry;
+pub use crate::registry::{BreakerRegistry, DEFAULT_MAX_BREAKERS, OVERFLOW_BREAKER};
 pub use crate::state::{
     Breaker, BreakerState, Outcome, Permit, Snapshot, Transition, is_legal_transition,
 };

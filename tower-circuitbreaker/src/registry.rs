@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -25,14 +25,23 @@ struct Inner {
     clock: ClockSource,
     breakers: RwLock<HashMap<Arc<str>, Entry>>,
     events: broadcast::Sender<Transition>,
+    max_breakers: AtomicUsize,
 }
+
+/// The name of the breaker shared by every name that finds the registry full.
+pub const OVERFLOW_BREAKER: &str = "(overflow)";
+
+/// The default cap on the number of breakers in a registry.
+pub const DEFAULT_MAX_BREAKERS: usize = 10_000;
 
 /// Breakers by name (an upstream host, an API), created on first use with the default configuration or the
 /// one set for that name. Cheap to clone: clones share the breakers.
 ///
-/// Memory: one breaker per name ever asked for, until [`BreakerRegistry::retire_idle`] removes those that are
-/// closed, unused for a while and held by no one. Derive names from your configuration (upstream hosts you
-/// call), never from request data.
+/// Memory: one breaker per name asked for, until [`BreakerRegistry::retire_idle`] removes those that are
+/// closed, unused for a while and held by no one; and never more than [`BreakerRegistry::set_max_breakers`]
+/// (default [`DEFAULT_MAX_BREAKERS`]): a new name that finds the registry full first evicts every breaker
+/// that is closed and held by no one, and if it is still full shares the one breaker named
+/// [`OVERFLOW_BREAKER`]. Derive names from your configuration (upstream hosts you call) where you can.
 #[derive(Clone)]
 pub struct BreakerRegistry {
     inner: Arc<Inner>,
@@ -74,6 +83,7 @@ impl BreakerRegistry {
                 clock,
                 breakers: RwLock::default(),
                 events: broadcast::channel(256).0,
+                max_breakers: AtomicUsize::new(DEFAULT_MAX_BREAKERS),
             }),
         })
     }
@@ -122,6 +132,19 @@ impl BreakerRegistry {
             .breakers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        if !map.contains_key(name) && map.len() >= self.inner.max_breakers.load(Ordering::Relaxed) {
+            // Full: evict what no one holds and is closed (recreated on demand, with fresh counts).
+            map.retain(|_, e| {
+                !(e.breaker.state() == BreakerState::Closed && e.breaker.is_unshared())
+            });
+        }
+        let name = if !map.contains_key(name)
+            && map.len() >= self.inner.max_breakers.load(Ordering::Relaxed)
+        {
+            OVERFLOW_BREAKER
+        } else {
+            name
+        };
         let entry = map.entry(Arc::from(name)).or_insert_with_key(|name| Entry {
             // The configuration was validated when it was registered.
             breaker: Breaker::construct(
@@ -143,6 +166,11 @@ impl BreakerRegistry {
             uri.authority()
                 .map_or("unknown", http::uri::Authority::as_str),
         )
+    }
+
+    /// Caps the number of breakers (at least 1; see the type's docs for what happens when it is full).
+    pub fn set_max_breakers(&self, max: usize) {
+        self.inner.max_breakers.store(max.max(1), Ordering::Relaxed);
     }
 
     /// How many breakers the registry holds.
@@ -241,5 +269,28 @@ mod tests {
         drop(bank);
         assert_eq!(reg.retire_idle(Duration::from_secs(300)), 1);
         assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_names_stays_within_the_cap() {
+        let reg =
+            BreakerRegistry::with_clock(BreakerConfig::default(), ManualClock::new()).unwrap();
+        reg.set_max_breakers(100);
+        // Names nobody holds on to: evicted as new ones come.
+        for i in 0..10_000 {
+            let _ = reg.get(&format!("host-{i}.example"));
+            assert!(reg.len() <= 100);
+        }
+        // Names held on to: the registry fills, then the rest share the overflow breaker.
+        let held: Vec<Breaker> = (0..150).map(|i| reg.get(&format!("held-{i}"))).collect();
+        assert!(reg.len() <= 101, "{}", reg.len());
+        assert_eq!(held[149].name(), OVERFLOW_BREAKER);
+        assert_eq!(held[0].name(), "held-0");
+        held[149].force_open();
+        assert_eq!(
+            held[120].state(),
+            BreakerState::ForcedOpen,
+            "overflow names share one breaker"
+        );
     }
 }
