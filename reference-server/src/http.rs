@@ -75,6 +75,7 @@ pub(crate) fn stack(router: Router, config: &Config) -> Router {
 }
 
 /// The answer to a handler that panicked: a plain 500 problem; the panic's message goes to the log only.
+#[allow(clippy::needless_pass_by_value)] // the signature tower-http's `ResponseForPanic` takes
 fn panic_answer(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     let message = panic
         .downcast_ref::<String>()
@@ -95,11 +96,12 @@ fn panic_answer(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
 /// the router) into problem+json like every other error.
 async fn plain_errors_as_problems(response: Response<Body>) -> Response<Body> {
     let status = response.status();
-    let is_problem = response
+    // Only the layers' own plain-text (or empty) answers: a handler's JSON, health+json or problem stays.
+    let plain = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let (kind, title) = match status {

@@ -131,11 +131,12 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ));
+    let config = state.config().clone();
     let routes = Router::new()
         .merge(health::router())
         .merge(api)
-        .with_state(state.clone());
-    http::stack(routes, state.config())
+        .with_state(state);
+    http::stack(routes, &config)
 }
 
 /// Why the server could not start or stopped with an error.
