@@ -130,7 +130,16 @@ fn keyed_check(c: &mut Criterion) {
     // One hot key: ours keyed with one key vs governor's direct (unkeyed) limiter.
     let mut group = c.benchmark_group("ratelimit/hot_key");
     group_settings(&mut group);
-    group.bench_function("ours", |b| b.iter(|| black_box(ours.check_now(Key::Id(7), &limit, 1).is_allowed())));
+    // As governor's direct limiter below (1 ns period, burst 1 000 000), every check must be allowed: ours has a
+    // 1 us resolution, so the same effect takes a burst large enough for the whole run.
+    let hot = Limit::new("hot", Quota::per_second(1_000_000).unwrap().with_burst(1 << 40).unwrap()).unwrap();
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            let d = ours.check_now(Key::Id(7), &hot, 1);
+            debug_assert!(d.is_allowed());
+            black_box(d.is_allowed())
+        });
+    });
     let direct = governor::RateLimiter::direct(
         governor::Quota::with_period(Duration::from_nanos(1)).unwrap().allow_burst(NonZeroU32::new(1_000_000).unwrap()),
     );
@@ -140,16 +149,23 @@ fn keyed_check(c: &mut Criterion) {
 
 /// Two threads deciding over the same 10 000 keys, starting at different offsets: time per decision of the pair.
 fn two_threads(c: &mut Criterion) {
-    let mut group = c.benchmark_group("ratelimit/keyed_check_two_threads");
+    two_threads_with(c, "ratelimit/keyed_check_two_threads", &RateLimiter::in_memory());
+    let coarse = RateLimiter::builder()
+        .clock(tower_ratelimit::CoarseClock::new(Duration::from_millis(1)).unwrap())
+        .build();
+    two_threads_with(c, "ratelimit/keyed_check_two_threads_coarse_clock", &coarse);
+}
+
+fn two_threads_with(c: &mut Criterion, name: &str, ours: &RateLimiter) {
+    let mut group = c.benchmark_group(name);
     group_settings(&mut group);
-    let ours = RateLimiter::in_memory();
     let limit = ours_minute();
     group.bench_function("ours", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             std::thread::scope(|s| {
                 for t in 0..2u64 {
-                    let (ours, limit) = (&ours, &limit);
+                    let limit = &limit;
                     s.spawn(move || {
                         let mut k = t * KEYS / 2;
                         for _ in 0..iters.div_ceil(2) {
