@@ -78,7 +78,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `redis` | no | [`RedisStore`](crate::RedisStore), `QueryCacheBuilder::two_level` and `redis_only` (redis 1.x) |
+//! | `redis` | no | [`RedisStore`](crate::RedisStore), `QueryCacheBuilder::two_level` and `redis_only` (redis 1.x); values as postcard or JSON |
 //! | `http-layer` | no | [`layer::GetCacheLayer`]: caches `GET` responses with RFC 9211 `Cache-Status` |
 //!
 //! # Pitfalls
@@ -115,7 +115,7 @@ pub use error::{ConfigError, KeyError, LoadError, StoreError};
 pub use key::CacheKey;
 pub use stats::{RedisStatus, StatsSnapshot, TierStats};
 #[cfg(feature = "redis")]
-pub use store::redis::{RedisStore, RedisStoreBuilder};
+pub use store::redis::{RedisStore, RedisStoreBuilder, ValueFormat};
 pub use tier::Tier;
 
 #[cfg(doctest)]

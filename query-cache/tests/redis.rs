@@ -395,3 +395,37 @@ async fn killed_redis_server_then_restarted_serves_nothing_stale() {
     );
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_values_are_readable_in_redis_and_shared() {
+    let redis = test_support::require!(test_support::redis().await);
+    let json = || {
+        RedisStore::builder(redis.url())
+            .prefix(redis.prefix())
+            .format(query_cache::ValueFormat::Json)
+            .build()
+            .expect("valid store")
+    };
+    let a: QueryCache<String> = QueryCache::builder().redis_only(&json()).build().unwrap();
+    let b: QueryCache<String> = QueryCache::builder().redis_only(&json()).build().unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    a.get_or_load(&key(5), Tier::Short, loader(&calls, "readable"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get_or_load(&key(5), Tier::Short, loader(&calls, "x"))
+            .await
+            .unwrap(),
+        "readable"
+    );
+    let mut conn = redis.connection().await;
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(json().value_key(&key(5)))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        raw.windows(10).any(|w| w == b"\"readable\""),
+        "the JSON text is in the record"
+    );
+}

@@ -74,6 +74,7 @@ pub(crate) struct RedisShared {
     /// Generation keys outlive every value (so a reset generation can never revive an old value).
     generation_ttl_ms: u64,
     ping_interval: Duration,
+    format: ValueFormat,
     instance: String,
     started: Instant,
     down_until_ms: AtomicU64,
@@ -99,9 +100,51 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     ping_interval: Duration,
+    format: ValueFormat,
+}
+
+/// How values are encoded in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ValueFormat {
+    /// postcard: compact, a documented stable format (the default).
+    #[default]
+    Postcard,
+    /// JSON: readable with `redis-cli`, larger and slower.
+    Json,
+}
+
+impl ValueFormat {
+    fn encode<V: Serialize>(self, value: &V) -> Result<Vec<u8>, StoreError> {
+        match self {
+            ValueFormat::Postcard => {
+                postcard::to_allocvec(value).map_err(|e| StoreError::Decode(e.to_string()))
+            }
+            ValueFormat::Json => {
+                serde_json::to_vec(value).map_err(|e| StoreError::Decode(e.to_string()))
+            }
+        }
+    }
+
+    fn decode<V: DeserializeOwned>(self, bytes: &[u8]) -> Result<V, StoreError> {
+        match self {
+            ValueFormat::Postcard => {
+                postcard::from_bytes(bytes).map_err(|e| StoreError::Decode(e.to_string()))
+            }
+            ValueFormat::Json => {
+                serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.to_string()))
+            }
+        }
+    }
 }
 
 impl RedisStoreBuilder {
+    /// How values are encoded (default [`ValueFormat::Postcard`]). Instances sharing keys must agree.
+    pub fn format(mut self, format: ValueFormat) -> Self {
+        self.format = format;
+        self
+    }
+
     /// A prefix for every key and the channel (for example `app:`); default none.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -151,6 +194,7 @@ impl RedisStoreBuilder {
                 timeout: self.timeout,
                 generation_ttl_ms: 2 * 86_400 * 1000 * 2,
                 ping_interval: self.ping_interval,
+                format: self.format,
                 instance: format!("{}-{}", std::process::id(), nanos % 1_000_000_000_000),
                 started: Instant::now(),
                 down_until_ms: AtomicU64::new(0),
@@ -172,6 +216,7 @@ impl RedisStore {
             prefix: String::new(),
             timeout: Duration::from_millis(250),
             ping_interval: Duration::from_secs(1),
+            format: ValueFormat::Postcard,
         }
     }
 
@@ -464,10 +509,7 @@ where
                         None
                     } else {
                         let value = match record.value {
-                            Some(bytes) => Some(
-                                postcard::from_bytes::<V>(&bytes)
-                                    .map_err(|e| StoreError::Decode(e.to_string()))?,
-                            ),
+                            Some(bytes) => Some(shared.format.decode::<V>(&bytes)?),
                             None => None,
                         };
                         Some(L2Value {
@@ -496,9 +538,7 @@ where
         Box::pin(async move {
             let shared = &self.shared;
             let encoded = match value {
-                Some(v) => {
-                    Some(postcard::to_allocvec(v).map_err(|e| StoreError::Decode(e.to_string()))?)
-                }
+                Some(v) => Some(shared.format.encode(v)?),
                 None => None,
             };
             let record = Record {
