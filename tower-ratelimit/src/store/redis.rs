@@ -343,6 +343,11 @@ async fn batch_loop(
                 Err(_) => break,
             }
         }
+        // A caller that gave up (its call timed out and the failure policy decided) must not be charged later.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let mut conn = conn.clone();
         let script = Arc::clone(&script);
         let timeout = config.call_timeout;
