@@ -76,6 +76,9 @@ struct Problem<'a> {
     detail: Option<String>,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
+    /// On internal errors: the id to quote to an operator, who finds the cause in the log by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 /// Builds a problem+json response.
@@ -87,12 +90,18 @@ pub fn problem(
     detail: Option<String>,
     errors: &[FieldError],
 ) -> Response {
+    let request_id = status
+        .is_server_error()
+        .then(tower_requestid::RequestContext::current)
+        .flatten()
+        .map(|context| context.id.to_string());
     let body = Problem {
         kind,
         title,
         status: status.as_u16(),
         detail,
         errors,
+        request_id,
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     (

@@ -1,5 +1,6 @@
-//! The HTTP stack around the routes (shared/ARCHITECTURE.md, the middleware stack of the server): panic
-//! catcher, timeout, body limit, security headers and CORS, with every error answered as problem+json.
+//! The HTTP stack around the routes (shared/ARCHITECTURE.md, the middleware stack of the server): request id
+//! and trace span, panic catcher, timeout, body limit, security headers and CORS, with every error answered
+//! as problem+json.
 
 use std::any::Any;
 
@@ -72,6 +73,8 @@ pub(crate) fn stack(router: Router, config: &Config) -> Router {
         ))
         .layer(CatchPanicLayer::custom(panic_answer))
         .layer(axum::middleware::map_response(plain_errors_as_problems))
+        // Outermost: every later layer's log lines run inside the request's span and carry its id.
+        .layer(tower_requestid::RequestIdLayer::new())
 }
 
 /// The answer to a handler that panicked: a plain 500 problem; the panic's message goes to the log only.

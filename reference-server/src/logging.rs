@@ -1,22 +1,19 @@
-//! Log set-up: JSON lines by default, pretty output for people (`LOG_FORMAT=pretty`).
+//! Log set-up: tower-requestid's JSON lines (with `request_id` and `trace_id` on every line written while
+//! serving a request) by default, pretty output for people (`LOG_FORMAT=pretty`).
 
-use tracing_subscriber::EnvFilter;
+use tower_requestid::logging::{LogConfig, LogError, LogFormat, LogGuard};
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat as Format};
 
-/// Installs the global subscriber. Later calls (tests that build several servers) leave the first in place.
-pub fn init(config: &Config) {
-    let filter = EnvFilter::builder().parse_lossy(&config.log_level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
+/// Installs the global subscriber; keep the guard for the life of the process (it flushes exporters).
+///
+/// # Errors
+///
+/// When a global subscriber is installed already or an exporter cannot be built.
+pub fn init(config: &Config) -> Result<LogGuard, LogError> {
+    let format = match config.log_format {
+        Format::Json => LogFormat::Json,
+        Format::Pretty => LogFormat::Pretty,
     };
+    tower_requestid::logging::init(&LogConfig::new(config.log_level.clone(), format))
 }

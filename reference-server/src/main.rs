@@ -52,7 +52,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    reference_server::logging::init(&config);
+    let _logs = match reference_server::logging::init(&config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: cannot set up logging: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
