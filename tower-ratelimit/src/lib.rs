@@ -48,8 +48,10 @@
 //! - **Memory.** The memory store holds at most [`MemoryConfig::max_keys`] cells (rounded down to a multiple of
 //!   the shard count), plus one overflow cell per shard and limit: past the cap, new keys share their shard's
 //!   overflow budget (stricter, never looser). Lapsed keys are swept as shards grow.
-//! - **Clocks.** Time comes from a [`Clock`]; the Redis store uses Redis' own `TIME` unless the clock is a test
-//!   clock. Clones of the limiter and of the layer share one budget.
+//! - **Clocks.** Time comes from a [`Clock`]: [`MonotonicClock`] (std `Instant`, exact) by default,
+//!   [`ManualClock`] in tests, [`CoarseClock`] when reading `Instant` costs too much (opt-in; its lag loosens the
+//!   window bound by at most `tick / T` units). The Redis store uses Redis' own `TIME` unless the clock is a
+//!   test clock. Clones of the limiter and of the layer share one budget.
 //! - **Redis Cluster.** All keys of a decision (and, with batching, of a batch) must share a hash tag: put one in
 //!   the prefix (`{rl}:`), or turn batching off and keep a decision's keys on one slot.
 //! - **Counters** in [`RateLimitSnapshot`] count the layer's decisions only, not direct calls.
