@@ -399,20 +399,28 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
 
     /// Stores a value directly (write-through), fresh for the tier's TTL.
     ///
-    /// A store to Redis that fails is counted and logged in statistics; the in-process tier has it anyway.
+    /// With Redis, the value replaces the shared one and other instances drop their in-process copy; a load of
+    /// the key running elsewhere cannot overwrite it. A store to Redis that fails is counted in statistics and
+    /// the key's invalidation is queued for when Redis answers; this process has the value anyway.
     pub async fn insert(&self, key: &CacheKey, tier: Tier, value: V) {
         let inner = &self.inner;
         let snapshot = inner.snapshot(key);
         let value = Some(value);
         let ttl = millis(inner.ttls.ttl(tier));
         inner.store_local(key, tier, &value, ttl, 0, snapshot, None);
-        if let Some(l2) = inner.l2.as_ref().filter(|l2| l2.readable()) {
-            let fresh = inner.ttls.ttl(tier);
-            let stale = Duration::from_millis(inner.stale_window_ms);
-            // One round trip: the script records the generations current in Redis as it writes.
-            if l2.set(key, &value, fresh, stale, 0, None).await.is_err() {
-                inner.stats.global(Global::L2Error);
+        match &inner.l2 {
+            Some(l2) if l2.readable() => {
+                let fresh = inner.ttls.ttl(tier);
+                let stale = Duration::from_millis(inner.stale_window_ms);
+                // One round trip: the script bumps the key's generation, records the current ones, writes, and
+                // tells the other instances to drop their copy. On failure it queues an invalidation.
+                if l2.set(key, &value, fresh, stale, 0, None).await.is_err() {
+                    inner.stats.global(Global::L2Error);
+                }
             }
+            // Redis is being skipped: its old value must not outlive the outage.
+            Some(l2) => l2.defer_invalidation(key),
+            None => {}
         }
     }
 

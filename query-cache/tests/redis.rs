@@ -429,3 +429,32 @@ async fn json_values_are_readable_in_redis_and_shared() {
         "the JSON text is in the record"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_replaces_the_value_on_every_instance() {
+    let redis = test_support::require!(test_support::redis().await);
+    let a = two_level(&store(redis.url(), redis.prefix()));
+    let b = two_level(&store(redis.url(), redis.prefix()));
+    subscribed(&a).await;
+    subscribed(&b).await;
+    let calls = Arc::new(AtomicU64::new(0));
+    a.get_or_load(&key(6), Tier::Short, loader(&calls, "old"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get_or_load(&key(6), Tier::Short, loader(&calls, "x"))
+            .await
+            .unwrap(),
+        "old"
+    );
+    a.insert(&key(6), Tier::Short, "new".to_owned()).await;
+    let dropped = within(Duration::from_millis(100), || b.get(&key(6)).is_none()).await;
+    assert!(dropped.is_some(), "b kept its copy of the replaced value");
+    assert_eq!(
+        b.get_or_load(&key(6), Tier::Short, loader(&calls, "x"))
+            .await
+            .unwrap(),
+        "new"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -62,6 +62,9 @@ pub(crate) trait SecondTier<V>: Send + Sync + 'static {
     /// The tier's state.
     fn status(&self) -> RedisStatus;
 
+    /// Queues an invalidation of `key` for when the tier answers again (without trying now).
+    fn defer_invalidation(&self, key: &CacheKey);
+
     /// Whether reads may use the tier now (false while it is marked down or invalidations wait to be replayed).
     fn readable(&self) -> bool;
 }

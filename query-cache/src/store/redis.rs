@@ -32,16 +32,26 @@ use crate::stats::RedisStatus;
 
 /// The write. The stored value is `<generations as decimal, comma-separated>|<postcard record>`, so that the
 /// script can write the generations itself. With `ARGV[3] == "check"`, it first compares the generations with
-/// the ones read before the load (`ARGV[4..]`) and writes nothing if any moved; with `"current"` (a direct
-/// insert) it records the generations it finds.
+/// the ones read before the load (`ARGV[4..]`) and writes nothing if any moved. With `"current"` (a direct
+/// insert of a new value) it bumps the key's generation first (a load racing elsewhere cannot overwrite the
+/// new value), records the generations it finds, and announces the key on the channel (other instances drop
+/// their in-process copy); `ARGV[4]` is the generation TTL, `ARGV[5]` the channel, `ARGV[6]` the message.
 const SET_VALUE: &str = r"
+local mode = ARGV[3]
+if mode == 'current' then
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
 local seen = {}
 for i = 2, #KEYS do
   local g = redis.call('GET', KEYS[i]) or '0'
-  if ARGV[3] == 'check' and tonumber(g) ~= tonumber(ARGV[i + 2]) then return 0 end
+  if mode == 'check' and tonumber(g) ~= tonumber(ARGV[i + 2]) then return 0 end
   seen[#seen + 1] = g
 end
 redis.call('SET', KEYS[1], table.concat(seen, ',') .. '|' .. ARGV[2], 'PX', ARGV[1])
+if mode == 'current' then
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+end
 return 1
 ";
 
@@ -413,23 +423,27 @@ impl RedisShared {
         Ok(())
     }
 
+    /// Queues an invalidation for when Redis answers again (replayed before Redis is read).
+    fn defer(&self, item: Pending) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: keep the newest 10 000 (older ones are still covered by their values' TTLs).
+        if pending.len() >= 10_000 {
+            pending.remove(0);
+        }
+        pending.push(item);
+        self.has_pending.store(true, Ordering::Release);
+    }
+
     async fn invalidate(&self, item: Pending) -> Result<(), StoreError> {
         let result = match self.replay_pending().await {
             Ok(()) => self.send_invalidation(&item).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
-            let mut pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Bounded: past 10 000 waiting invalidations, the whole record is useless; flushing is not possible
-            // without SCAN, so keep the newest and say so in the status (failures stay counted).
-            if pending.len() >= 10_000 {
-                pending.remove(0);
-            }
-            pending.push(item);
-            self.has_pending.store(true, Ordering::Release);
+            self.defer(item);
         }
         result
     }
@@ -564,12 +578,21 @@ where
                     }
                 }
                 None => {
-                    invocation.arg("current");
+                    invocation
+                        .arg("current")
+                        .arg(shared.generation_ttl_ms)
+                        .arg(shared.channel())
+                        .arg(shared.message(&Pending::Key(key.clone())));
                 }
             }
             let mut conn = shared.conn.clone();
-            let _stored: i64 = shared.run(invocation.invoke_async(&mut conn)).await?;
-            Ok(())
+            let result: Result<i64, StoreError> =
+                shared.run(invocation.invoke_async(&mut conn)).await;
+            if result.is_err() && generations.is_none() {
+                // Redis may still hold the previous value: remove it (and tell the others) once it answers.
+                shared.defer(Pending::Key(key.clone()));
+            }
+            result.map(|_| ())
         })
     }
 
@@ -594,6 +617,10 @@ where
 
     fn readable(&self) -> bool {
         self.shared.readable()
+    }
+
+    fn defer_invalidation(&self, key: &CacheKey) {
+        self.shared.defer(Pending::Key(key.clone()));
     }
 }
 
