@@ -105,6 +105,30 @@ fn keyed_check(c: &mut Criterion) {
     });
     group.finish();
 
+    // Both on the same kind of clock, std `Instant`: ours as configured by default, governor with its
+    // `MonotonicClock` instead of quanta.
+    let mut group = c.benchmark_group("ratelimit/keyed_check_std_clock");
+    group_settings(&mut group);
+    let mut k = 0u64;
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(ours.check_now(Key::Id(k), &limit, 1).is_allowed())
+        });
+    });
+    let governor_std = governor::RateLimiter::dashmap_with_clock(
+        governor::Quota::per_second(NonZeroU32::new(1_000_000).unwrap()),
+        governor::clock::MonotonicClock,
+    );
+    let mut k = 0u64;
+    group.bench_function("governor", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            black_box(governor_std.check_key(&k).is_ok())
+        });
+    });
+    group.finish();
+
     // Two limits per request (minute and hour, all-or-none) for ours, one for governor.
     let mut group = c.benchmark_group("ratelimit/keyed_check_two_limits");
     group_settings(&mut group);
