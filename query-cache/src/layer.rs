@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HeaderName, HeaderValue, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
+use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -121,79 +122,176 @@ impl<S> GetCache<S> {
     }
 }
 
-/// The future of [`GetCache`] (boxed: a miss awaits the inner service and then its body).
-pub type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, BoxError>> + Send>>;
-
 impl<S, ReqB, ResB> Service<Request<ReqB>> for GetCache<S>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    ReqB: Send + 'static,
-    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB: Body<Data = Bytes>,
     ResB::Error: Into<BoxError>,
 {
     type Response = Response<Full<Bytes>>;
     type Error = BoxError;
-    type Future = ResponseFuture;
+    type Future = ResponseFuture<S::Future, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        // The service that was driven to readiness answers this request; a fresh clone waits for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
         let (parts, body) = request.into_parts();
-        let key = if parts.method == Method::GET {
-            key_for(&layer, &parts)
-        } else {
-            None
-        };
-        let forward_reason = if parts.method != Method::GET {
-            None
-        } else if key.is_none() {
-            Some("bypass")
+        if parts.method != Method::GET {
+            return ResponseFuture::call(self.inner.call(Request::from_parts(parts, body)), None);
+        }
+        let key = key_for(&self.layer, &parts);
+        let reason = if key.is_none() {
+            "bypass"
         } else if request_refuses_cache(&parts) {
-            Some("request")
+            "request"
         } else {
-            Some("miss")
+            "miss"
         };
-        let request = Request::from_parts(parts, body);
-        Box::pin(async move {
-            let Some(reason) = forward_reason else {
-                let response = inner.call(request).await.map_err(Into::into)?;
-                return collect(response).await;
-            };
-            if let (Some(key), "miss") = (&key, reason)
-                && let Some((stored, ttl)) = layer.cache.get_with_ttl(key)
-            {
-                let ttl = ttl.as_secs();
-                return Ok(rebuild(&stored, &format!("{}; hit; ttl={ttl}", layer.name)));
-            }
-            let response = inner.call(request).await.map_err(Into::into)?;
-            let mut response = collect(response).await?;
-            let stored = match &key {
-                Some(key) if reason == "miss" && storable(&response) => {
-                    layer
-                        .cache
-                        .insert(key, layer.tier, snapshot(&response))
-                        .await;
-                    true
+        if let (Some(key), "miss") = (&key, reason)
+            && let Some((stored, ttl)) = self.layer.cache.get_with_ttl(key)
+        {
+            let member = format!("{}; hit; ttl={}", self.layer.name, ttl.as_secs());
+            return ResponseFuture::ready(rebuild(&stored, &member));
+        }
+        let miss = Miss {
+            layer: self.layer.clone(),
+            key,
+            reason,
+        };
+        ResponseFuture::call(
+            self.inner.call(Request::from_parts(parts, body)),
+            Some(miss),
+        )
+    }
+}
+
+/// What a forwarded `GET` needs once the response is in.
+struct Miss {
+    layer: GetCacheLayer,
+    key: Option<CacheKey>,
+    reason: &'static str,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`GetCache`]: a hit is ready at once; a forwarded request awaits the inner service, then
+    /// its body; a stored miss then awaits the store (the only boxed step, on the miss path).
+    pub struct ResponseFuture<F, B: Body> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, B: Body> {
+        Ready { response: Option<Response<Full<Bytes>>> },
+        Call { #[pin] future: F, miss: Option<Miss> },
+        Collect { #[pin] collect: Collect<B>, parts: Option<http::response::Parts>, miss: Option<Miss> },
+        Store { store: Pin<Box<dyn Future<Output = ()> + Send>>, response: Option<Response<Full<Bytes>>> },
+    }
+}
+
+impl<F, B: Body> ResponseFuture<F, B> {
+    fn ready(response: Response<Full<Bytes>>) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn call(future: F, miss: Option<Miss>) -> Self {
+        Self {
+            state: State::Call { future, miss },
+        }
+    }
+}
+
+impl<F, B: Body> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+fn completed() -> BoxError {
+    "response future polled after completion".into()
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<Full<Bytes>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Ready { response } => {
+                    return Poll::Ready(response.take().ok_or_else(completed));
                 }
-                _ => false,
-            };
-            let member = if stored {
-                format!("{}; fwd={reason}; stored", layer.name)
-            } else {
-                format!("{}; fwd={reason}", layer.name)
-            };
-            append_status(response.headers_mut(), &member);
-            Ok(response)
-        })
+                StateProj::Call { future, miss } => {
+                    let response = std::task::ready!(future.poll(cx)).map_err(Into::into)?;
+                    let (parts, body) = response.into_parts();
+                    let miss = miss.take();
+                    state.set(State::Collect {
+                        collect: body.collect(),
+                        parts: Some(parts),
+                        miss,
+                    });
+                }
+                StateProj::Collect {
+                    collect,
+                    parts,
+                    miss,
+                } => {
+                    let bytes = std::task::ready!(collect.poll(cx))
+                        .map_err(Into::into)?
+                        .to_bytes();
+                    let Some(parts) = parts.take() else {
+                        return Poll::Ready(Err(completed()));
+                    };
+                    let mut response = Response::from_parts(parts, Full::new(bytes.clone()));
+                    let Some(miss) = miss.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let store: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = match &miss.key {
+                        Some(key) if miss.reason == "miss" && storable(&response) => {
+                            let snapshot = snapshot(&response, &bytes);
+                            let (cache, key, tier) =
+                                (miss.layer.cache.clone(), key.clone(), miss.layer.tier);
+                            Some(Box::pin(
+                                async move { cache.insert(&key, tier, snapshot).await },
+                            ))
+                        }
+                        _ => None,
+                    };
+                    let member = if store.is_some() {
+                        format!("{}; fwd={}; stored", miss.layer.name, miss.reason)
+                    } else {
+                        format!("{}; fwd={}", miss.layer.name, miss.reason)
+                    };
+                    append_status(response.headers_mut(), &member);
+                    match store {
+                        Some(store) => state.set(State::Store {
+                            store,
+                            response: Some(response),
+                        }),
+                        None => return Poll::Ready(Ok(response)),
+                    }
+                }
+                StateProj::Store { store, response } => {
+                    std::task::ready!(store.as_mut().poll(cx));
+                    return Poll::Ready(response.take().ok_or_else(completed));
+                }
+            }
+        }
     }
 }
 
@@ -230,19 +328,7 @@ fn storable(response: &Response<Full<Bytes>>) -> bool {
         })
 }
 
-async fn collect<B>(response: Response<B>) -> Result<Response<Full<Bytes>>, BoxError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(Into::into)?.to_bytes();
-    Ok(Response::from_parts(parts, Full::new(bytes)))
-}
-
-fn snapshot(response: &Response<Full<Bytes>>) -> CachedResponse {
-    // A clone of `Full<Bytes>` is cheap; reading it back needs no await because it is one frame.
-    let body = full_bytes(response.body());
+fn snapshot(response: &Response<Full<Bytes>>, body: &Bytes) -> CachedResponse {
     CachedResponse {
         status: response.status().as_u16(),
         headers: response
@@ -251,19 +337,6 @@ fn snapshot(response: &Response<Full<Bytes>>) -> CachedResponse {
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect(),
         body: body.to_vec(),
-    }
-}
-
-fn full_bytes(body: &Full<Bytes>) -> Bytes {
-    use http_body::Frame;
-    let mut body = body.clone();
-    let waker = std::task::Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    match Pin::new(&mut body).poll_frame(&mut cx) {
-        Poll::Ready(Some(Ok(frame))) => frame
-            .into_data()
-            .unwrap_or_else(|_: Frame<Bytes>| Bytes::new()),
-        _ => Bytes::new(),
     }
 }
 
