@@ -60,7 +60,11 @@
 //!
 //! # Feature flags
 //!
-//! None: the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, `httpdate`, `tracing`, the
+//! | feature | default | what |
+//! |---|---|---|
+//! | `serde` | no | `Serialize` for [`Snapshot`], [`Transition`] and [`BreakerState`] (durations as whole ms) |
+//!
+//! Without features the crate needs only `tokio` (`sync`, `time`), `http`, `http-body`, `httpdate`, `tracing`, the
 //! tower traits and, on Linux, `rustix` (`time`) for the coarse clock.
 //!
 //! # Logging

@@ -24,6 +24,11 @@ use crate::window::{
 
 /// The state of a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum BreakerState {
     /// Calls go through; outcomes are counted and may trip the circuit.
@@ -123,6 +128,7 @@ impl Outcome {
 
 /// A change of state, sent to every subscriber ([`Breaker::subscribe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Transition {
     /// The breaker's name.
@@ -133,9 +139,17 @@ pub struct Transition {
     pub to: BreakerState,
     /// The generation of the new state.
     pub generation: u64,
-    /// The breaker clock's reading when it happened.
+    /// The breaker clock's reading when it happened (serialized as `at_ms`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "at_ms", serialize_with = "crate::state::as_ms")
+    )]
     pub at: Duration,
-    /// When the new state is `Open`: how long until the first probe.
+    /// When the new state is `Open`: how long until the first probe (serialized as `open_for_ms`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "open_for_ms", serialize_with = "crate::state::as_ms_opt")
+    )]
     pub open_for: Option<Duration>,
 }
 
@@ -145,6 +159,7 @@ pub struct Transition {
 /// and `rejected` refused. They are exact once no call is in flight; while calls run, a sum may miss updates
 /// still being made.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Snapshot {
     /// The breaker's name.
@@ -171,7 +186,14 @@ pub struct Snapshot {
     pub window_failures: u64,
     /// Slow calls in the sliding window.
     pub window_slow: u64,
-    /// When open: the time until the next probe is admitted.
+    /// When open: the time until the next probe is admitted (serialized as `next_probe_in_ms`, rounded up).
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "next_probe_in_ms",
+            serialize_with = "crate::state::as_ms_opt"
+        )
+    )]
     pub next_probe_in: Option<Duration>,
 }
 
@@ -928,6 +950,27 @@ fn log_transition(t: &Transition) {
     }
 }
 
+/// Whole milliseconds, rounded up (so a wait never reads as 0 while it lasts).
+#[cfg(feature = "serde")]
+fn ms(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+#[cfg(feature = "serde")]
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(ms(*d))
+}
+
+#[cfg(feature = "serde")]
+#[allow(clippy::ref_option)] // serde's `serialize_with` passes a reference to the field
+fn as_ms_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&ms(*d)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Whether `from -> to` is a transition a breaker may make.
 #[must_use]
 pub fn is_legal_transition(from: BreakerState, to: BreakerState) -> bool {
@@ -1164,6 +1207,29 @@ mod tests {
             .collect();
         use BreakerState::*;
         assert_eq!(seen, [(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn snapshots_and_transitions_serialize_with_milliseconds() {
+        let (b, _) = breaker(BreakerConfig::default());
+        let mut rx = b.subscribe();
+        fail(&b, 5);
+        let json = serde_json::to_value(b.snapshot()).unwrap();
+        assert_eq!(json["name"], "upstream");
+        assert_eq!(json["state"], "open");
+        assert_eq!(json["failures"], 5);
+        assert_eq!(json["next_probe_in_ms"], 60_000);
+        let t = serde_json::to_value(rx.try_recv().unwrap()).unwrap();
+        assert_eq!(
+            (t["from"].as_str(), t["to"].as_str()),
+            (Some("closed"), Some("open"))
+        );
+        assert_eq!(t["open_for_ms"], 60_000);
+        b.force_open();
+        let json = serde_json::to_value(b.snapshot()).unwrap();
+        assert_eq!(json["state"], "forced_open");
+        assert!(json["next_probe_in_ms"].is_null());
     }
 
     #[test]
