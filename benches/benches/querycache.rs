@@ -231,7 +231,7 @@ const CALLERS: u64 = 32;
 async fn callers<F, Fut>(iters: u64, op: F) -> Duration
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: Future<Output = ()> + Send,
 {
     let start = Instant::now();
     let per = iters.div_ceil(CALLERS);
