@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower_ratelimit::{Check, FailurePolicy, Key, Limit, Quota, RateLimiter, RedisConfig, RedisStore};
+use tower_ratelimit::{
+    Check, FailurePolicy, Key, Limit, Quota, RateLimiter, RedisConfig, RedisStore,
+};
 
 struct Counting;
 
@@ -47,13 +49,17 @@ static GLOBAL: Counting = Counting;
 
 const KEYS: u64 = 10_000;
 
-
 fn group_settings(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
 }
 
 fn governor_keyed() -> governor::DefaultKeyedRateLimiter<u64> {
-    governor::RateLimiter::keyed(governor::Quota::per_second(NonZeroU32::new(1_000_000).unwrap()))
+    governor::RateLimiter::keyed(governor::Quota::per_second(
+        NonZeroU32::new(1_000_000).unwrap(),
+    ))
 }
 
 fn ours_minute() -> Limit {
@@ -138,8 +144,15 @@ fn keyed_check(c: &mut Criterion) {
     group.bench_function("ours", |b| {
         b.iter(|| {
             k = (k + 1) % KEYS;
-            let checks = [Check::charge(&minute, Key::Id(k)), Check::charge(&hour, Key::Id(k))];
-            black_box(ours.decide(&checks, 1).into_ready().is_ok_and(|d| d.is_allowed()))
+            let checks = [
+                Check::charge(&minute, Key::Id(k)),
+                Check::charge(&hour, Key::Id(k)),
+            ];
+            black_box(
+                ours.decide(&checks, 1)
+                    .into_ready()
+                    .is_ok_and(|d| d.is_allowed()),
+            )
         });
     });
     let mut k = 0u64;
@@ -156,7 +169,14 @@ fn keyed_check(c: &mut Criterion) {
     group_settings(&mut group);
     // As governor's direct limiter below (1 ns period, burst 1 000 000), every check must be allowed: ours has a
     // 1 us resolution, so the same effect takes a burst large enough for the whole run.
-    let hot = Limit::new("hot", Quota::per_second(1_000_000).unwrap().with_burst(1 << 40).unwrap()).unwrap();
+    let hot = Limit::new(
+        "hot",
+        Quota::per_second(1_000_000)
+            .unwrap()
+            .with_burst(1 << 40)
+            .unwrap(),
+    )
+    .unwrap();
     group.bench_function("ours", |b| {
         b.iter(|| {
             let d = ours.check_now(Key::Id(7), &hot, 1);
@@ -165,7 +185,9 @@ fn keyed_check(c: &mut Criterion) {
         });
     });
     let direct = governor::RateLimiter::direct(
-        governor::Quota::with_period(Duration::from_nanos(1)).unwrap().allow_burst(NonZeroU32::new(1_000_000).unwrap()),
+        governor::Quota::with_period(Duration::from_nanos(1))
+            .unwrap()
+            .allow_burst(NonZeroU32::new(1_000_000).unwrap()),
     );
     group.bench_function("governor", |b| b.iter(|| black_box(direct.check().is_ok())));
     group.finish();
@@ -173,7 +195,11 @@ fn keyed_check(c: &mut Criterion) {
 
 /// Two threads deciding over the same 10 000 keys, starting at different offsets: time per decision of the pair.
 fn two_threads(c: &mut Criterion) {
-    two_threads_with(c, "ratelimit/keyed_check_two_threads", &RateLimiter::in_memory());
+    two_threads_with(
+        c,
+        "ratelimit/keyed_check_two_threads",
+        &RateLimiter::in_memory(),
+    );
     let coarse = RateLimiter::builder()
         .clock(tower_ratelimit::CoarseClock::new(Duration::from_millis(1)).unwrap())
         .build();
@@ -265,11 +291,23 @@ where
 }
 
 fn redis_decisions(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let Ok(client) = redis::Client::open(url.as_str()) else { return };
+    let Ok(client) = redis::Client::open(url.as_str()) else {
+        return;
+    };
     let conn = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await.ok()?.ok()
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .ok()?
+        .ok()
     });
     let Some(conn) = conn else {
         println!("ratelimit/redis_32_callers: skipped, Redis does not answer at {url}");
@@ -280,8 +318,16 @@ fn redis_decisions(c: &mut Criterion) {
     let limit = Limit::new("gcra", Quota::per_second(1000).unwrap()).unwrap();
     for (id, max_batch) in [("ours", 64), ("ours_unbatched", 1)] {
         let limiter = rt.block_on(async {
-            let store = RedisStore::new(&url, RedisConfig::default().prefix("bench:ours:").max_batch(max_batch)).unwrap();
-            RateLimiter::builder().redis(store, FailurePolicy::FailClosed).build()
+            let store = RedisStore::new(
+                &url,
+                RedisConfig::default()
+                    .prefix("bench:ours:")
+                    .max_batch(max_batch),
+            )
+            .unwrap();
+            RateLimiter::builder()
+                .redis(store, FailurePolicy::FailClosed)
+                .build()
         });
         let limit = limit.clone();
         group.bench_function(id, |b| {
@@ -305,8 +351,13 @@ fn redis_decisions(c: &mut Criterion) {
                 let (script, mut conn) = (Arc::clone(&script), conn.clone());
                 async move {
                     let key = format!("bench:plain:gcra:{{{k}}}");
-                    let reply: Vec<i64> =
-                        script.key(key).arg(1000).arg(1_000_000).invoke_async(&mut conn).await.unwrap();
+                    let reply: Vec<i64> = script
+                        .key(key)
+                        .arg(1000)
+                        .arg(1_000_000)
+                        .invoke_async(&mut conn)
+                        .await
+                        .unwrap();
                     assert_eq!(reply[0], 1);
                 }
             })
@@ -331,7 +382,9 @@ fn memory_per_key(_c: &mut Criterion) {
     const N: u64 = 1_000_000;
     let limit = Limit::new("hour", Quota::per_hour(1000).unwrap()).unwrap();
     let before = ALLOCATED.load(Ordering::Relaxed);
-    let ours = RateLimiter::builder().memory(tower_ratelimit::MemoryConfig::default().max_keys(2_000_000)).build();
+    let ours = RateLimiter::builder()
+        .memory(tower_ratelimit::MemoryConfig::default().max_keys(2_000_000))
+        .build();
     for k in 0..N {
         let _ = ours.check_now(Key::Id(k), &limit, 1);
     }
@@ -339,7 +392,8 @@ fn memory_per_key(_c: &mut Criterion) {
     assert_eq!(ours.memory().len(), 1_000_000);
     drop(ours);
     let before = ALLOCATED.load(Ordering::Relaxed);
-    let governor = governor::RateLimiter::keyed(governor::Quota::per_hour(NonZeroU32::new(1000).unwrap()));
+    let governor =
+        governor::RateLimiter::keyed(governor::Quota::per_hour(NonZeroU32::new(1000).unwrap()));
     for k in 0..N {
         let _ = governor.check_key(&k);
     }
@@ -358,4 +412,3 @@ criterion_group! {
     targets = keyed_check, two_threads, redis_decisions, memory_per_key
 }
 criterion_main!(benches);
-

@@ -25,18 +25,25 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_ratelimit::{
-    ChargeMode, ClientIpConfig, FailurePolicy, Identity, Key, Policies, RateLimitLayer, RateLimiter, RedisConfig,
-    RedisStore, RequestInfo, TierName, UserId,
+    ChargeMode, ClientIpConfig, FailurePolicy, Identity, Key, Policies, RateLimitLayer,
+    RateLimiter, RedisConfig, RedisStore, RequestInfo, TierName, UserId,
 };
 
 #[derive(Clone)]
 struct AppState {
-    layer: RateLimitLayer<fn(&RequestInfo<'_>) -> Identity, fn(&RequestInfo<'_>) -> Option<Cow<'static, str>>>,
+    layer: RateLimitLayer<
+        fn(&RequestInfo<'_>) -> Identity,
+        fn(&RequestInfo<'_>) -> Option<Cow<'static, str>>,
+    >,
 }
 
 /// Stands in for real token verification: a valid token puts the user and tier into the extensions.
 async fn authenticate(mut request: Request, next: Next) -> Response {
-    let token = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let claims = match token {
         "Bearer user-token" => Some(("user-1", "authenticated")),
         "Bearer premium-token" => Some(("user-2", "premium")),
@@ -44,14 +51,19 @@ async fn authenticate(mut request: Request, next: Next) -> Response {
     };
     if let Some((user, tier)) = claims {
         request.extensions_mut().insert(UserId(Arc::from(user)));
-        request.extensions_mut().insert(TierName(Cow::Borrowed(tier)));
+        request
+            .extensions_mut()
+            .insert(TierName(Cow::Borrowed(tier)));
     }
     next.run(request).await
 }
 
 fn tier_of(request: &RequestInfo<'_>) -> Identity {
     let user = request.extensions.get::<UserId>().map(|u| u.0.clone());
-    let tier = request.extensions.get::<TierName>().map_or(Cow::Borrowed("anonymous"), |t| t.0.clone());
+    let tier = request
+        .extensions
+        .get::<TierName>()
+        .map_or(Cow::Borrowed("anonymous"), |t| t.0.clone());
     Identity { user, tier }
 }
 
@@ -73,22 +85,35 @@ fn category_of(request: &RequestInfo<'_>) -> Option<Cow<'static, str>> {
 
 /// Login: the layer checked `auth` (per address) without charging; failures charge it and `auth_account`.
 async fn login(State(state): State<AppState>, request: Request) -> Response {
-    let peer = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let body = axum::body::to_bytes(request.into_body(), 4096).await.unwrap_or_default();
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let body = axum::body::to_bytes(request.into_body(), 4096)
+        .await
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&body);
     let (account, password) = text.split_once(':').unwrap_or((&text, ""));
     let limiter = state.layer.limiter();
     let policies = state.layer.policies();
-    let (Some(per_account), Some(per_ip)) = (policies.limit("auth_account"), policies.limit("auth")) else {
+    let (Some(per_account), Some(per_ip)) =
+        (policies.limit("auth_account"), policies.limit("auth"))
+    else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     if !limiter.peek(account, per_account, 1).await.is_allowed() {
-        return (StatusCode::TOO_MANY_REQUESTS, "too many failed attempts for this account\n").into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed attempts for this account\n",
+        )
+            .into_response();
     }
     if password == "correct horse battery staple" {
         return (StatusCode::OK, "welcome\n").into_response();
     }
-    let _ = limiter.check(Key::Str(account.trim()), per_account, 1).await;
+    let _ = limiter
+        .check(Key::Str(account.trim()), per_account, 1)
+        .await;
     if let Some(ip) = peer {
         let _ = limiter.check(ip, per_ip, 1).await;
     }
@@ -118,13 +143,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let limiter = match std::env::var("REDIS_URL") {
         Ok(url) => {
-            let store = RedisStore::new(&url, RedisConfig::default().prefix("{example}:ratelimit:"))?;
-            RateLimiter::builder().redis(store, FailurePolicy::FallbackToMemory).build()
+            let store =
+                RedisStore::new(&url, RedisConfig::default().prefix("{example}:ratelimit:"))?;
+            RateLimiter::builder()
+                .redis(store, FailurePolicy::FallbackToMemory)
+                .build()
         }
         Err(_) => RateLimiter::in_memory(),
     };
     let trusted: Vec<String> = std::env::var("TRUSTED_PROXIES")
-        .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let layer = RateLimitLayer::builder(limiter, policies)
         .client_ip(ClientIpConfig::new().trust(trusted)?)
@@ -132,12 +165,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .category_classifier(category_of as fn(&RequestInfo<'_>) -> Option<Cow<'static, str>>)
         .build();
     // Limits the layer only checks (the `auth` category) are charged by handlers: here, failed logins.
-    for limit in layer.policies().all_limits().filter(|l| l.charge_mode() == ChargeMode::Handler) {
+    for limit in layer
+        .policies()
+        .all_limits()
+        .filter(|l| l.charge_mode() == ChargeMode::Handler)
+    {
         tracing::info!(policy = limit.limit().name(), "charged by handlers");
     }
-    let state = AppState { layer: layer.clone() };
+    let state = AppState {
+        layer: layer.clone(),
+    };
     let app = Router::new()
-        .route("/api/v1/invoices", get(|| async { "[]\n" }).post(|| async { "created\n" }))
+        .route(
+            "/api/v1/invoices",
+            get(|| async { "[]\n" }).post(|| async { "created\n" }),
+        )
         .route("/api/v1/payments", post(|| async { "paid\n" }))
         .route("/api/v1/imports", post(|| async { "imported\n" }))
         .route("/api/v1/auth/login", post(login))
@@ -147,6 +189,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     tracing::info!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
