@@ -268,7 +268,8 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
         QueryCacheBuilder::default()
     }
 
-    /// A fresh value from the in-process tier, without loading (a cached absence reads as `None`).
+    /// A fresh value from the in-process tier, without loading (a cached absence reads as `None`). Counts a hit;
+    /// a `None` here is not counted as a miss (nothing was loaded). Redis is not read.
     ///
     /// This is the hot path: one sharded lookup, one clock read from an atomic, one atomic per tag.
     #[inline]

@@ -78,7 +78,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `redis` | no | [`RedisStore`](crate::RedisStore), `QueryCacheBuilder::two_level` and `redis_only` (redis 1.x); values as postcard or JSON |
+//! | `redis` | no | [`RedisStore`], `QueryCacheBuilder::two_level` and `redis_only` (redis 1.x); values as postcard or JSON |
 //! | `http-layer` | no | [`layer::GetCacheLayer`]: caches `GET` responses with RFC 9211 `Cache-Status` |
 //!
 //! # Pitfalls

@@ -7,7 +7,7 @@
 //!
 //! | key | holds |
 //! |---|---|
-//! | `<prefix>qc:{<tenant>}:v:<name>:<params>` | `<generations>|<record>`, with `PX` = TTL + stale window |
+//! | `<prefix>qc:{<tenant>}:v:<name>:<params>` | the generations it was written under, a bar, the record; `PX` = TTL + stale window |
 //! | `<prefix>qc:{<tenant>}:k:<name>:<params>` | the key's generation |
 //! | `<prefix>qc:{<tenant>}:t:<tag>` | a tag's generation |
 //! | `<prefix>qc:{<tenant>}:a` | the tenant's generation |
