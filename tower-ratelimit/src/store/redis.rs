@@ -28,58 +28,52 @@ use crate::key::Key;
 use crate::limiter::{Check, Decide, DecideState};
 use crate::store::memory::MemoryStore;
 
-/// The script. `ARGV[1]` is the number of decisions; `ARGV[1 + d]` describes decision `d` in one string of
-/// space-separated fields: `now` (`-` = Redis' `TIME`), cost, k, `min_px`, then T, tau and charge (0/1) per limit.
-/// `KEYS` holds every decision's keys in order. Returns per decision `now, allowed, tat_1 .. tat_k` (the TATs
-/// before the decision). One string per decision keeps both the client's and the server's per-argument work low.
+/// The script. `ARGV[1]` is the number of decisions; then, per decision: `now` (0 = Redis' `TIME`), cost, k,
+/// `min_px`, and T, tau and charge (0/1) for each of its k limits. `KEYS` holds every decision's keys in order.
+/// Returns per decision `now, allowed, tat_1 .. tat_k` (the TATs before the decision). It makes no table per
+/// decision and writes only when every limit of the decision fits.
 pub const GCRA_SCRIPT: &str = r"
 local time_now = nil
 local out = {}
+local n = 0
+local a = 2
 local ki = 1
 for d = 1, tonumber(ARGV[1]) do
-  local f = {}
-  for v in string.gmatch(ARGV[d + 1], '%S+') do f[#f + 1] = v end
-  local now = f[1]
-  if now == '-' then
+  local now = tonumber(ARGV[a])
+  if now == 0 then
     if not time_now then
       local t = redis.call('TIME')
       time_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
     end
     now = time_now
-  else
-    now = tonumber(now)
   end
-  local cost = tonumber(f[2])
-  local k = tonumber(f[3])
-  local min_px = tonumber(f[4])
-  local a = 5
+  local cost = tonumber(ARGV[a + 1])
+  local k = tonumber(ARGV[a + 2])
+  local min_px = tonumber(ARGV[a + 3])
+  a = a + 4
   local ok = true
-  local tats = {}
-  local news = {}
-  local charge = {}
-  for i = 1, k do
-    local t = tonumber(f[a])
-    local tau = tonumber(f[a + 1])
-    charge[i] = f[a + 2] == '1'
-    a = a + 3
-    local tat = tonumber(redis.call('GET', KEYS[ki + i - 1]) or '0') or 0
-    tats[i] = tat
-    local base = tat
-    if base < now then base = now end
-    local new = base + t * cost
-    if new - now > tau then ok = false end
-    news[i] = new
+  for i = 0, k - 1 do
+    local tat = tonumber(redis.call('GET', KEYS[ki + i])) or 0
+    out[n + 3 + i] = tat
+    if tat < now then tat = now end
+    if tat + tonumber(ARGV[a + 3 * i]) * cost - now > tonumber(ARGV[a + 3 * i + 1]) then ok = false end
   end
-  out[#out + 1] = now
-  out[#out + 1] = ok and 1 or 0
-  for i = 1, k do
-    out[#out + 1] = tats[i]
-    if ok and charge[i] then
-      local px = math.floor((news[i] - now) / 1000) + 1
-      if px < min_px then px = min_px end
-      redis.call('SET', KEYS[ki + i - 1], string.format('%.0f', news[i]), 'PX', px)
+  out[n + 1] = now
+  out[n + 2] = ok and 1 or 0
+  if ok then
+    for i = 0, k - 1 do
+      if ARGV[a + 3 * i + 2] == '1' then
+        local tat = out[n + 3 + i]
+        if tat < now then tat = now end
+        local new = tat + tonumber(ARGV[a + 3 * i]) * cost
+        local px = math.floor((new - now) / 1000) + 1
+        if px < min_px then px = min_px end
+        redis.call('SET', KEYS[ki + i], string.format('%.0f', new), 'PX', px)
+      end
     end
   end
+  n = n + 2 + k
+  a = a + 3 * k
   ki = ki + k
 end
 return out
@@ -162,8 +156,8 @@ impl RedisConfig {
 /// One decision as the script takes it.
 struct Job {
     keys: Vec<String>,
-    /// The decision's fields (see [`GCRA_SCRIPT`]).
-    args: String,
+    /// The decision's arguments (see [`GCRA_SCRIPT`]).
+    args: Vec<u64>,
     reply: oneshot::Sender<Result<Vec<i64>, StoreError>>,
 }
 
@@ -265,31 +259,30 @@ impl RedisStore {
         interpret(&owned, cost, &reply)
     }
 
-    fn job(&self, checks: &[OwnedCheck], cost: u64, now: Option<u64>) -> (Vec<String>, String) {
-        use std::fmt::Write as _;
+    fn job(&self, checks: &[OwnedCheck], cost: u64, now: Option<u64>) -> (Vec<String>, Vec<u64>) {
         let mut keys = Vec::with_capacity(checks.len());
-        let mut fields = String::with_capacity(24 + 40 * checks.len());
+        let mut args = Vec::with_capacity(4 + 3 * checks.len());
         // With a test clock the state's time is not Redis' time: keep keys long enough that they cannot expire
-        // in real time before the test clock reaches them.
-        let _ = match now {
-            Some(now) => write!(fields, "{now} {cost} {} 3600000", checks.len()),
-            None => write!(fields, "- {cost} {} 0", checks.len()),
-        };
+        // in real time before the test clock reaches them. Clocks start at 1, so 0 asks for Redis' TIME.
+        args.extend([
+            now.unwrap_or(0),
+            cost,
+            checks.len() as u64,
+            if now.is_some() { 3_600_000 } else { 0 },
+        ]);
         for check in checks {
             keys.push(self.redis_key(&check.limit, &check.key.as_key()));
             let quota = check.limit.quota();
-            let charge = u8::from(check.charge && cost > 0);
-            let _ = write!(
-                fields,
-                " {} {} {charge}",
+            args.extend([
                 quota.emission_interval_micros(),
-                quota.tolerance_micros()
-            );
+                quota.tolerance_micros(),
+                u64::from(check.charge && cost > 0),
+            ]);
         }
-        (keys, fields)
+        (keys, args)
     }
 
-    async fn run(&self, (keys, args): (Vec<String>, String)) -> Result<Vec<i64>, StoreError> {
+    async fn run(&self, (keys, args): (Vec<String>, Vec<u64>)) -> Result<Vec<i64>, StoreError> {
         match &self.inner.batches {
             Some(tx) => {
                 let (reply, rx) = oneshot::channel();
@@ -303,7 +296,10 @@ impl RedisStore {
                 for key in &keys {
                     invocation.key(key);
                 }
-                invocation.arg(1).arg(&args);
+                invocation.arg(1);
+                for arg in &args {
+                    invocation.arg(*arg);
+                }
                 let mut conn = self.inner.conn.clone();
                 invocation
                     .invoke_async::<Vec<i64>>(&mut conn)
@@ -361,7 +357,9 @@ async fn batch_loop(
             }
             invocation.arg(batch.len());
             for job in &batch {
-                invocation.arg(&job.args);
+                for arg in &job.args {
+                    invocation.arg(*arg);
+                }
             }
             let result =
                 match tokio::time::timeout(timeout, invocation.invoke_async::<Vec<i64>>(&mut conn))
