@@ -1,60 +1,110 @@
-//! `/health/live` and `/health/ready` in `application/health+json` (draft-inadarei-api-health-check).
+//! The health endpoints, from health-kit: `/health/live`, `/health/ready`, `/health/startup` and
+//! `/health/status`, answered from checks run in the background (shared/API.md, Health).
 //!
-//! Liveness answers from the process alone. Readiness asks the database for one round trip, bounded by a
-//! timeout so a hung database turns it to 503 rather than hanging the probe, and answers 503 while draining.
-//! health-kit (issue 6) replaces this with cached, concurrent checks.
+//! Checks: the database (critical: ready is 503 while it does not answer), open integrity deviations and the
+//! dashboard cache's hit rate (both non-critical: they turn the status to `warn`, never take the instance
+//! out of the load balancer). `/health/status` shows details to `HEALTH_STATUS_TOKEN` and to owners and admins.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use health_kit::checks::SqlxPoolCheck;
+use health_kit::{
+    CheckOptions, ComponentType, DetailPolicy, Health, Measurement, Observation, check_fn,
+    snapshot_fn,
+};
+use query_cache::QueryCache;
 
-use crate::AppState;
+use crate::auth::{Principal, Role};
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::dashboard::Dashboard;
+use crate::domain::integrity;
 
-/// Longer than a healthy round trip by far, shorter than a kubelet's patience for the probe.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the database is asked, and how long an answer may take before it counts as down.
+const DB_INTERVAL: Duration = Duration::from_secs(1);
+const DB_TIMEOUT: Duration = Duration::from_secs(2);
+/// Open integrity deviations change only when an audit runs.
+const INTEGRITY_INTERVAL: Duration = Duration::from_secs(30);
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-}
-
-fn health(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/health+json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn live() -> Response {
-    health(StatusCode::OK, r#"{"status":"pass"}"#)
-}
-
-async fn ready(State(state): State<AppState>) -> Response {
-    if state.is_draining() {
-        return health(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"fail","output":"draining"}"#,
+/// Builds the registry of the server's checks.
+///
+/// # Errors
+///
+/// Never for this fixed set of checks; health-kit refuses duplicate or malformed names at build.
+pub fn registry(
+    config: &Config,
+    db: &Db,
+    dashboards: Option<&QueryCache<Arc<Dashboard>>>,
+) -> Result<Health, health_kit::ConfigError> {
+    let database = CheckOptions::critical()
+        .timeout(DB_TIMEOUT)
+        .interval(DB_INTERVAL)
+        .component_type(ComponentType::Datastore);
+    let mut builder = match db {
+        Db::Sqlite(pool) => {
+            Health::builder().check("sqlite", SqlxPoolCheck::new(pool.clone()), database)
+        }
+        Db::Postgres(pool) => {
+            Health::builder().check("postgres", SqlxPoolCheck::new(pool.clone()), database)
+        }
+    };
+    let audit_db = db.clone();
+    builder = builder.check(
+        "integrity",
+        check_fn(move || {
+            let db = audit_db.clone();
+            async move {
+                match integrity::open_events(&db).await {
+                    Ok(0) => {
+                        Observation::pass().measurement(Measurement::new("openDeviations").value(0))
+                    }
+                    Ok(n) => Observation::warn(format!("{n} integrity deviations open"))
+                        .measurement(Measurement::new("openDeviations").value(n)),
+                    Err(e) => Observation::fail(format!("cannot read integrity events: {e}")),
+                }
+            }
+        }),
+        CheckOptions::non_critical()
+            .interval(INTEGRITY_INTERVAL)
+            .component_type(ComponentType::Component),
+    );
+    if let Some(cache) = dashboards.cloned() {
+        builder = builder.check(
+            "dashboard-cache",
+            snapshot_fn(move || {
+                let stats = cache.stats();
+                let (hits, misses) = (stats.hits(), stats.misses());
+                let lookups = hits.saturating_add(misses);
+                // Whole percent, computed in integers.
+                let rate = hits.saturating_mul(100).checked_div(lookups).unwrap_or(0);
+                Observation::pass().measurement(
+                    Measurement::new("hitRate")
+                        .value(rate)
+                        .unit("percent")
+                        .field("hits", hits)
+                        .field("misses", misses),
+                )
+            }),
+            CheckOptions::non_critical().component_type(ComponentType::Component),
         );
     }
-    match tokio::time::timeout(READY_TIMEOUT, state.db().ping()).await {
-        Ok(Ok(())) => health(StatusCode::OK, r#"{"status":"pass"}"#),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: database check failed");
-            health(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"fail"}"#)
+    let admins = DetailPolicy::when(|parts| {
+        parts
+            .extensions
+            .get::<Principal>()
+            .is_some_and(|p| matches!(p.role, Role::Owner | Role::Admin))
+    });
+    let policy = match &config.health_status_token {
+        Some(token) => {
+            DetailPolicy::bearer_token(String::from_utf8_lossy(token.expose()).into_owned())
+                .or(admins)
         }
-        Err(_) => {
-            tracing::warn!(timeout_ms = 2000, "readiness: database check timed out");
-            health(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"fail"}"#)
-        }
-    }
+        None => admins,
+    };
+    builder
+        .release_id(env!("CARGO_PKG_VERSION"))
+        .version("1")
+        .detail_policy(policy)
+        .build()
 }

@@ -18,7 +18,6 @@ pub mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -41,7 +40,7 @@ struct Inner {
     dashboards: Option<query_cache::QueryCache<Arc<domain::dashboard::Dashboard>>>,
     keys: KeyRing,
     clock: Clock,
-    draining: AtomicBool,
+    health: health_kit::Health,
 }
 
 impl AppState {
@@ -55,12 +54,16 @@ impl AppState {
     #[must_use]
     pub fn with_clock(config: Config, db: Db, clock: Clock) -> Self {
         let keys = KeyRing::from_config(&config);
-        let draining = AtomicBool::new(false);
         // The defaults are valid (no zero TTL or capacity), so building cannot fail; if it did, the server
         // would run uncached rather than not at all.
         let dashboards = (!config.query_cache_disabled)
             .then(|| query_cache::QueryCache::builder().build().ok())
             .flatten();
+        let health = health::registry(&config, &db, dashboards.as_ref()).unwrap_or_else(|e| {
+            // The checks are fixed by this code: a refusal is a bug of ours, not an operator's input.
+            tracing::error!(error = %e, "health registry refused the server's checks; serving without them");
+            health_kit::Health::builder().build().unwrap_or_else(|_| unreachable!("an empty registry builds"))
+        });
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -68,7 +71,7 @@ impl AppState {
                 dashboards,
                 keys,
                 clock,
-                draining,
+                health,
             }),
         }
     }
@@ -105,21 +108,41 @@ impl AppState {
         &self.inner.db
     }
 
+    /// The health registry behind `/health/*`.
+    #[must_use]
+    pub fn health(&self) -> &health_kit::Health {
+        &self.inner.health
+    }
+
+    /// Runs every health check once, marks start-up finished and keeps the checks running in the background.
+    /// Call it once, after the migrations, before serving.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub async fn start(&self) {
+        self.inner.health.refresh().await;
+        self.inner.health.mark_started();
+        // The tasks end when the last clone of this state (and so of the registry) is dropped.
+        let _ = self.inner.health.spawn_refresher();
+    }
+
     /// Whether the server is shutting down (readiness then answers 503 so load balancers stop sending).
     #[must_use]
     pub fn is_draining(&self) -> bool {
-        self.inner.draining.load(Ordering::Acquire)
+        self.inner.health.is_draining()
     }
 
     /// Marks the server as shutting down.
     pub fn start_draining(&self) {
-        self.inner.draining.store(true, Ordering::Release);
+        self.inner.health.start_draining();
     }
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+    let config = state.config().clone();
+    let routes = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())
@@ -127,15 +150,14 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::invoices::router())
         .merge(routes::integrity::router())
         .merge(routes::dashboard::router())
+        .with_state(state.clone())
+        // Inside authentication, so `/health/status` can show details to owners and admins; a probe without
+        // an Authorization header passes through it untouched.
+        .merge(state.health().router())
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             auth::authenticate,
         ));
-    let config = state.config().clone();
-    let routes = Router::new()
-        .merge(health::router())
-        .merge(api)
-        .with_state(state);
     http::stack(routes, &config)
 }
 
@@ -227,6 +249,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(%addr, "listening");
     let state = AppState::new(config, db);
+    state.start().await;
     let audits = tokio::spawn(integrity_job(state.clone()));
     let served = serve(listener, state, shutdown_signal())
         .await

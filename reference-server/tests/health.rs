@@ -124,3 +124,53 @@ async fn draining_turns_ready_503_and_leaves_live_200() {
     assert!(body.contains("fail"), "{body}");
     assert_eq!(get(&server.state, "/health/live").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn status_details_go_to_owners_and_the_status_token_only_and_startup_is_200() {
+    let token = "an-operator-status-token";
+    let server =
+        test_support::require!(server(Backend::Sqlite, &[("HEALTH_STATUS_TOKEN", token)]).await);
+    assert_eq!(
+        get(&server.state, "/health/startup").await.0,
+        StatusCode::OK
+    );
+
+    let (status, anonymous) =
+        support::call(&server.state, "GET", "/health/status", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(anonymous.get("checks").is_none(), "{anonymous}");
+
+    let (_, operator) =
+        support::call(&server.state, "GET", "/health/status", Some(token), None).await;
+    assert_eq!(
+        operator["checks"]["sqlite:responseTime"][0]["status"], "pass",
+        "{operator}"
+    );
+
+    let (_, owner) = support::call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(serde_json::json!({"organization_name": "Acme", "name": "O", "email": "o@acme.example", "password": "correct horse battery staple"})),
+    )
+    .await;
+    let (_, details) = support::call(
+        &server.state,
+        "GET",
+        "/health/status",
+        owner["access_token"].as_str(),
+        None,
+    )
+    .await;
+    assert!(
+        details["checks"].get("integrity:openDeviations").is_some(),
+        "{details}"
+    );
+
+    let (_, ready) = support::call(&server.state, "GET", "/health/ready", Some(token), None).await;
+    assert!(
+        ready.get("checks").is_none(),
+        "ready never shows details: {ready}"
+    );
+}

@@ -65,8 +65,10 @@ pub async fn server_at(
     let db = reference_server::open_database(&config)
         .await
         .expect("database opens and migrates");
+    let state = AppState::new(config, db);
+    state.start().await;
     TestServer {
-        state: AppState::new(config, db),
+        state,
         _sqlite_dir: sqlite_dir,
         _pg: pg,
     }
