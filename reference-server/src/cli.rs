@@ -97,3 +97,61 @@ pub async fn integrity_run(config: Config) -> Result<ExitCode, StartError> {
         ExitCode::FAILURE
     })
 }
+
+/// `reference-server create-owner`: registers an organization and its owner, reading the password from the
+/// first line of standard input (so it never shows in a process list or a shell history).
+///
+/// # Errors
+///
+/// When the database cannot be opened.
+pub async fn create_owner(
+    config: Config,
+    organization_name: String,
+    name: String,
+    email: String,
+) -> Result<ExitCode, StartError> {
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: cannot read the password from standard input"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let db = open_database(&config).await?;
+    let state = crate::AppState::new(config, db);
+    let registration = crate::domain::identity::Registration {
+        organization_name,
+        name,
+        email,
+        password,
+    };
+    let outcome = crate::domain::identity::register(&state, registration).await;
+    state.db().close().await;
+    match outcome {
+        Ok(_) => {
+            let _ = writeln!(
+                std::io::stdout(),
+                "created the organization and its owner; sign in with POST /api/v1/auth/login"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(crate::error::AppError::Validation(errors)) => {
+            let mut err = std::io::stderr().lock();
+            for e in errors {
+                let _ = writeln!(
+                    err,
+                    "error: {} {}",
+                    e.path.trim_start_matches('/'),
+                    e.message
+                );
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -24,6 +24,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Create an organization and its owner (the password is read from standard input, never from arguments).
+    CreateOwner {
+        /// The organization's name.
+        #[arg(long)]
+        organization: String,
+        /// The owner's name.
+        #[arg(long)]
+        name: String,
+        /// The owner's email (their sign-in name).
+        #[arg(long)]
+        email: String,
+    },
     /// The integrity audit of invoices and journals.
     Integrity {
         #[command(subcommand)]
@@ -81,6 +93,11 @@ fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => reference_server::cli::audit_verify(&config).await,
+            Command::CreateOwner {
+                organization,
+                name,
+                email,
+            } => reference_server::cli::create_owner(config, organization, name, email).await,
             Command::Integrity {
                 command: IntegrityCommand::Run,
             } => reference_server::cli::integrity_run(config).await,

@@ -259,3 +259,61 @@ async fn audit_verify_command_exits_0_on_an_intact_trail_and_1_on_a_tampered_one
     assert_eq!(tampered.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("BROKEN"), "{stdout}");
 }
+
+#[test]
+fn create_owner_reads_the_password_from_stdin_and_the_owner_can_sign_in() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let create = |email: &str, password: &str| {
+        let mut child = command(dir.path(), &[])
+            .args([
+                "create-owner",
+                "--organization",
+                "Harbour Hotel",
+                "--name",
+                "Olive",
+                "--email",
+                email,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let output = create("olive@harbour.example", "correct horse battery staple");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let weak = create("other@harbour.example", "short");
+    assert!(!weak.status.success());
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("password"),
+        "{}",
+        String::from_utf8_lossy(&weak.stderr)
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = start(dir.path(), &[]).await;
+        let body = r#"{"email":"olive@harbour.example","password":"correct horse battery staple"}"#;
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    });
+}
