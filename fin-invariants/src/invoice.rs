@@ -1100,20 +1100,24 @@ fn check_breakdown(
                     }
                 }
                 None => {
-                    let mut missing = Violation::new(
-                        group.category.taxable_rule(),
-                        "/totals/tax_breakdown",
-                        "no VAT breakdown for a category and rate that the invoice uses",
-                    );
-                    missing.expected = Some(format!(
+                    // Expected: the category, rate and taxable amount of the missing breakdown;
+                    // actual: that no breakdown states them.
+                    let expected = format!(
                         "{} {} {}",
                         group.category,
                         group
                             .rate
                             .map_or_else(String::new, |r| Plain(&r).to_string()),
                         Plain(&group.taxable)
-                    ));
-                    v.push(missing);
+                    );
+                    v.push(
+                        Violation::new(
+                            group.category.taxable_rule(),
+                            "/totals/tax_breakdown",
+                            "no VAT breakdown for a category and rate that the invoice uses",
+                        )
+                        .with_values(expected, "absent"),
+                    );
                 }
             }
         }

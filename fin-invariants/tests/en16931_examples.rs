@@ -10,7 +10,7 @@ use fin_invariants::invoice::{
     CheckOptions, TaxBreakdown, Term, check, check_with, compute, line_net,
 };
 use fin_invariants::{Decimal, parse_decimal};
-use support::{examples, expected_findings};
+use support::{examples, expected_findings, rules_reading};
 
 fn same_breakdown(a: &[TaxBreakdown], b: &[TaxBreakdown]) -> bool {
     a.len() == b.len()
@@ -132,8 +132,7 @@ fn changing_one_stated_total_by_one_cent_breaks_exactly_its_rules() {
                     .filter(|c| !baseline.contains(*c))
                     .map(str::to_owned)
                     .collect();
-                let expected: BTreeSet<String> =
-                    term.rules().iter().map(|&r| r.to_owned()).collect();
+                let expected = rules_reading(term.code());
                 assert_eq!(found, expected, "{} {} {delta}", ex.name, term.code());
             }
         }
@@ -275,4 +274,51 @@ fn rates_compare_as_numbers_codes_are_trimmed_and_amounts_may_be_written_loosely
     // Amounts are decimal strings only: a JSON number is refused.
     let number = r#"{"quantity":4,"net_price":"25","tax_category":"S"}"#;
     assert!(serde_json::from_str::<fin_invariants::invoice::InvoiceLine>(number).is_err());
+}
+
+#[test]
+fn the_crate_table_of_rules_per_term_matches_the_artefacts_formulas() {
+    assert_eq!(Term::ALL.len(), 9, "BT-106..BT-115 without BT-111");
+    for term in Term::ALL {
+        let ours: BTreeSet<String> = term.rules().iter().map(|&r| r.to_owned()).collect();
+        assert_eq!(ours, rules_reading(term.code()), "{}", term.code());
+    }
+    assert_eq!(
+        rules_reading("BT-110"),
+        BTreeSet::from(["BR-CO-14".to_owned(), "BR-CO-15".to_owned()])
+    );
+    assert_eq!(
+        rules_reading("BT-115"),
+        BTreeSet::from(["BR-CO-16".to_owned()])
+    );
+}
+
+#[test]
+fn a_missing_breakdown_is_reported_with_expected_and_actual() {
+    let ex = examples()
+        .into_iter()
+        .find(|e| e.name == "ubl-tc434-example4")
+        .unwrap();
+    let mut totals = ex.totals.clone();
+    let removed = totals.tax_breakdown.remove(0);
+    let violations = check(&ex.invoice, &totals);
+    let missing = violations
+        .iter()
+        .find(|v| v.code == removed.category.taxable_rule() && v.path == "/totals/tax_breakdown")
+        .unwrap_or_else(|| panic!("{violations}"));
+    assert!(
+        missing
+            .expected
+            .as_deref()
+            .is_some_and(|e| e.ends_with(&removed.taxable_amount.to_string())),
+        "{missing:?}"
+    );
+    assert_eq!(missing.actual.as_deref(), Some("absent"));
+    // Every violation carries both values, except overflow, which has none to give.
+    assert!(
+        violations
+            .iter()
+            .all(|v| v.expected.is_some() && v.actual.is_some()),
+        "{violations}"
+    );
 }

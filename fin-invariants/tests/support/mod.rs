@@ -122,3 +122,33 @@ pub fn expected_findings(name: &str) -> Vec<(&'static str, &'static str)> {
 }
 
 pub mod memory_source;
+
+/// The totals rules of EN 16931 as the official artefacts (the schematron of
+/// ConnectingEurope/eInvoicing-EN16931) test them, each with the business terms its equation reads.
+/// Written here from the artefacts' formulas, independently of the crate's own `Term::rules()`.
+pub const TOTALS_FORMULAS: [(&str, &[&str]); 7] = [
+    // BT-106 = sum of BT-131
+    ("BR-CO-10", &["BT-106"]),
+    // BT-107 = sum of BT-92
+    ("BR-CO-11", &["BT-107"]),
+    // BT-108 = sum of BT-99
+    ("BR-CO-12", &["BT-108"]),
+    // BT-109 = BT-106 - BT-107 + BT-108 (the stated BT-106, as the artefacts read it)
+    ("BR-CO-13", &["BT-109", "BT-106", "BT-107", "BT-108"]),
+    // BT-110 = sum of BT-117
+    ("BR-CO-14", &["BT-110"]),
+    // BT-112 = BT-109 + BT-110
+    ("BR-CO-15", &["BT-112", "BT-109", "BT-110"]),
+    // BT-115 = BT-112 - BT-113 + BT-114
+    ("BR-CO-16", &["BT-115", "BT-112", "BT-113", "BT-114"]),
+];
+
+/// The rules whose equation contains business term `bt` (for example `"BT-110"`), from
+/// [`TOTALS_FORMULAS`].
+pub fn rules_reading(bt: &str) -> std::collections::BTreeSet<String> {
+    TOTALS_FORMULAS
+        .iter()
+        .filter(|(_, terms)| terms.contains(&bt))
+        .map(|(rule, _)| (*rule).to_owned())
+        .collect()
+}
