@@ -11,10 +11,12 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gst::{self, PriceBasis};
 use crate::invoice::{CheckOptions, Invoice, TaxRounding, Totals, check_with};
 use crate::journal::{
     Account, AccountId, Balance, BalanceLimit, JournalEntry, Ledger, check_entry,
 };
+use crate::money::Money;
 use crate::violation::{Violation, Violations, codes};
 
 /// One page of records and the cursor of the next page (`None` after the last).
@@ -35,6 +37,23 @@ pub struct StoredInvoice {
     pub invoice: Invoice,
     /// The totals stored with it.
     pub totals: Totals,
+}
+
+/// An invoice whose GST is checked by the GST Act rather than EN 16931: its taxable supplies at their
+/// stated prices (GST-inclusive or exclusive) and the GST stated on it.
+///
+/// The audit accepts the GST rounded per invoice or per supply and records which one matched
+/// ([`AuditSink::tax_rounding`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGstInvoice {
+    /// The invoice id, as the sink should report it.
+    pub id: String,
+    /// Whether the supplies' prices include GST (1/11 of each is GST) or exclude it (10 % on top).
+    pub basis: PriceBasis,
+    /// The taxable supplies, all in one currency.
+    pub supplies: Vec<Money>,
+    /// The GST stated on the invoice.
+    pub gst: Money,
 }
 
 /// An account balance as stored.
@@ -65,6 +84,20 @@ pub trait AuditSource {
         cursor: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<StoredInvoice>, Self::Error>> + Send;
+
+    /// Invoices with GST-inclusive (or exclusive) prices, checked with [`gst::check`]. None by default,
+    /// so a source that stores only EN 16931 invoices need not implement it.
+    fn gst_invoices(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<StoredGstInvoice>, Self::Error>> + Send {
+        let _ = (cursor, limit);
+        std::future::ready(Ok(Page {
+            items: Vec::new(),
+            next: None,
+        }))
+    }
 
     /// Journal entries with their lines.
     fn journal_entries(
@@ -114,6 +147,8 @@ pub enum Phase {
     Accounts,
     /// Recomputing invoices.
     Invoices,
+    /// Checking the GST of invoices with GST-inclusive or exclusive prices.
+    GstInvoices,
     /// Checking journal entries and rebuilding balances.
     JournalEntries,
     /// Comparing stored balances.
@@ -159,7 +194,7 @@ pub trait AuditSink {
 pub struct Summary {
     /// Accounts loaded.
     pub accounts: u64,
-    /// Invoices recomputed.
+    /// Invoices recomputed (EN 16931 and GST invoices).
     pub invoices_checked: u64,
     /// Invoices with at least one violation.
     pub invoices_deviating: u64,
@@ -179,6 +214,14 @@ pub struct Summary {
 }
 
 impl Summary {
+    fn count_rounding(&mut self, rounding: TaxRounding) {
+        if rounding == TaxRounding::PerSupply {
+            self.invoices_rounded_per_supply = self.invoices_rounded_per_supply.saturating_add(1);
+        } else {
+            self.invoices_rounded_per_invoice = self.invoices_rounded_per_invoice.saturating_add(1);
+        }
+    }
+
     /// Whether nothing deviated.
     #[must_use]
     pub const fn is_clean(&self) -> bool {
@@ -204,7 +247,9 @@ pub enum AuditError {
 /// Runs the integrity audit.
 ///
 /// Phases: load accounts; recompute every invoice with [`check_with`] (GST's two rounding methods accepted
-/// by default, the one used counted in the [`Summary`]); check every journal entry with [`check_entry`]
+/// by default, the one used counted in the [`Summary`]); check the GST of every invoice with GST-inclusive
+/// prices ([`AuditSource::gst_invoices`]) with [`gst::check`], both rounding methods accepted and the one
+/// used recorded; check every journal entry with [`check_entry`]
 /// while rebuilding balances from all lines; compare every stored balance with the rebuilt one and
 /// check the accounts' limits.
 #[derive(Debug, Clone, Copy)]
@@ -288,16 +333,8 @@ impl AuditRunner {
                 if let Some(rounding) = report.tax_rounding {
                     sink.tax_rounding(&stored.id, rounding);
                 }
-                match report.tax_rounding {
-                    Some(TaxRounding::PerSupply) => {
-                        summary.invoices_rounded_per_supply =
-                            summary.invoices_rounded_per_supply.saturating_add(1)
-                    }
-                    Some(_) => {
-                        summary.invoices_rounded_per_invoice =
-                            summary.invoices_rounded_per_invoice.saturating_add(1)
-                    }
-                    None => {}
+                if let Some(rounding) = report.tax_rounding {
+                    summary.count_rounding(rounding);
                 }
                 if !report.violations.is_empty() {
                     summary.invoices_deviating = summary.invoices_deviating.saturating_add(1);
@@ -313,6 +350,41 @@ impl AuditRunner {
             }
             sink.progress(Progress {
                 phase: Phase::Invoices,
+                done: summary.invoices_checked,
+            });
+            if !advance(&mut cursor, page.next)? {
+                break;
+            }
+        }
+
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = source
+                .gst_invoices(cursor.as_deref(), self.page_size)
+                .await
+                .map_err(|e| AuditError::Source(Box::new(e)))?;
+            for stored in page.items {
+                summary.invoices_checked = summary.invoices_checked.saturating_add(1);
+                match gst::check(&stored.supplies, stored.basis, stored.gst) {
+                    Ok(rounding) => {
+                        sink.tax_rounding(&stored.id, rounding);
+                        summary.count_rounding(rounding);
+                    }
+                    Err(violation) => {
+                        summary.invoices_deviating = summary.invoices_deviating.saturating_add(1);
+                        let deviation = Deviation {
+                            kind: RecordKind::Invoice,
+                            id: stored.id,
+                            violations: Violations::from(violation),
+                        };
+                        sink.deviation(deviation)
+                            .await
+                            .map_err(|e| AuditError::Sink(Box::new(e)))?;
+                    }
+                }
+            }
+            sink.progress(Progress {
+                phase: Phase::GstInvoices,
                 done: summary.invoices_checked,
             });
             if !advance(&mut cursor, page.next)? {

@@ -6,8 +6,10 @@
 mod support;
 
 use fin_invariants::audit::{
-    AuditError, AuditRunner, AuditSource, Page, Phase, RecordKind, StoredBalance, StoredInvoice,
+    AuditError, AuditRunner, AuditSource, Page, Phase, RecordKind, StoredBalance, StoredGstInvoice,
+    StoredInvoice,
 };
+use fin_invariants::gst::PriceBasis;
 use fin_invariants::invoice::{Invoice, InvoiceLine, TaxCategory, TaxRounding, compute};
 use fin_invariants::journal::{
     Account, AccountId, Balance, BalanceLimit, EntryId, JournalEntry, JournalLine, OrganizationId,
@@ -100,6 +102,7 @@ fn clean_source() -> MemorySource {
     MemorySource {
         accounts,
         invoices,
+        gst_invoices: vec![],
         entries,
         balances,
         largest_page: 0,
@@ -127,8 +130,9 @@ async fn a_clean_ledger_audits_clean_in_bounded_pages() {
     );
     assert!(sink.deviations.is_empty());
     assert!(source.largest_page <= 2);
-    // Progress after every page: 2 + 4 + 5 + 1 pages, the counts rising to the totals.
-    assert_eq!(sink.progress.len(), 12);
+    // Progress after every page: 2 + 4 + 1 (no GST invoices: one empty page) + 5 + 1 pages, the counts
+    // rising to the totals.
+    assert_eq!(sink.progress.len(), 13);
     assert_eq!(sink.progress.last().unwrap().phase, Phase::Balances);
     let invoices: Vec<u64> = sink
         .progress
@@ -244,6 +248,80 @@ async fn the_gst_rounding_method_of_each_invoice_is_recorded() {
         sink.deviations[0].violations.codes().collect::<Vec<_>>(),
         ["BR-S-09", "BR-CO-17"]
     );
+}
+
+#[tokio::test]
+async fn gst_inclusive_invoices_are_audited_with_both_rounding_methods_and_the_one_used_recorded() {
+    let mut source = clean_source();
+    source.entries.clear();
+    source.balances.clear();
+    source.invoices.clear();
+    let gst_invoice = |id: &str, basis, prices: &[&str], gst: &str| StoredGstInvoice {
+        id: id.to_owned(),
+        basis,
+        supplies: prices.iter().map(|p| aud(p)).collect(),
+        gst: aud(gst),
+    };
+    let three = ["0.50", "0.50", "0.50"];
+    source.gst_invoices = vec![
+        // 1.50 inclusive: per invoice 1.50 / 11 = 0.136 -> 0.14; per supply 3 x 0.045 -> 0.05 = 0.15.
+        gst_invoice("incl-invoice", PriceBasis::Inclusive, &three, "0.14"),
+        gst_invoice("incl-supply", PriceBasis::Inclusive, &three, "0.15"),
+        // 110.00 inclusive: 10.00 either way.
+        gst_invoice(
+            "incl-either",
+            PriceBasis::Inclusive,
+            &["55.00", "55.00"],
+            "10.00",
+        ),
+        // Neither 0.14 nor 0.15.
+        gst_invoice("incl-wrong", PriceBasis::Inclusive, &three, "0.16"),
+        // Exclusive 3 x 9.95: per supply 3.00, per invoice 2.99.
+        gst_invoice(
+            "excl-supply",
+            PriceBasis::Exclusive,
+            &["9.95", "9.95", "9.95"],
+            "3.00",
+        ),
+    ];
+    let mut sink = VecSink::default();
+    let summary = AuditRunner::new()
+        .page_size(2)
+        .run(&mut source, &mut sink)
+        .await
+        .unwrap();
+    assert_eq!(summary.invoices_checked, 5);
+    assert_eq!(summary.invoices_deviating, 1);
+    assert_eq!(summary.invoices_rounded_per_invoice, 2);
+    assert_eq!(summary.invoices_rounded_per_supply, 2);
+    assert!(source.largest_page <= 2);
+    let recorded: Vec<(&str, TaxRounding)> = sink
+        .roundings
+        .iter()
+        .map(|(id, r)| (id.as_str(), *r))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            ("incl-invoice", TaxRounding::PerInvoice),
+            ("incl-supply", TaxRounding::PerSupply),
+            ("incl-either", TaxRounding::Either),
+            ("excl-supply", TaxRounding::PerSupply),
+        ]
+    );
+    assert_eq!(sink.deviations.len(), 1);
+    let deviation = &sink.deviations[0];
+    assert_eq!(
+        (deviation.kind, deviation.id.as_str()),
+        (RecordKind::Invoice, "incl-wrong")
+    );
+    let v = &deviation.violations.as_slice()[0];
+    assert_eq!(v.code.as_ref(), fin_invariants::codes::GST);
+    assert_eq!(
+        (v.expected.as_deref(), v.actual.as_deref()),
+        (Some("0.14"), Some("0.16"))
+    );
+    assert!(sink.progress.iter().any(|p| p.phase == Phase::GstInvoices));
 }
 
 /// A source whose pagination never advances.

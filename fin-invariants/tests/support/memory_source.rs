@@ -5,7 +5,8 @@
 use std::convert::Infallible;
 
 use fin_invariants::audit::{
-    AuditSink, AuditSource, Deviation, Page, Progress, StoredBalance, StoredInvoice,
+    AuditSink, AuditSource, Deviation, Page, Progress, StoredBalance, StoredGstInvoice,
+    StoredInvoice,
 };
 use fin_invariants::invoice::TaxRounding;
 use fin_invariants::journal::{Account, JournalEntry};
@@ -14,6 +15,7 @@ use fin_invariants::journal::{Account, JournalEntry};
 pub struct MemorySource {
     pub accounts: Vec<Account>,
     pub invoices: Vec<StoredInvoice>,
+    pub gst_invoices: Vec<StoredGstInvoice>,
     pub entries: Vec<JournalEntry>,
     pub balances: Vec<StoredBalance>,
     /// The most records any one call returned.
@@ -47,6 +49,19 @@ impl AuditSource for MemorySource {
         limit: usize,
     ) -> Result<Page<StoredInvoice>, Infallible> {
         Ok(page(&self.invoices, cursor, limit, &mut self.largest_page))
+    }
+
+    async fn gst_invoices(
+        &mut self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<StoredGstInvoice>, Infallible> {
+        Ok(page(
+            &self.gst_invoices,
+            cursor,
+            limit,
+            &mut self.largest_page,
+        ))
     }
 
     async fn journal_entries(
