@@ -279,6 +279,19 @@ mod tests {
     }
 
     #[test]
+    fn hyphenated_matches_uuid_formatting() {
+        for bytes in [[0u8; 16], [0xff; 16], *b"0123456789abcdef", [0x9a; 16]]
+            .into_iter()
+            .chain((0..1000).map(|_| rng::next_u128().to_be_bytes()))
+        {
+            assert_eq!(
+                std::str::from_utf8(&hyphenated(bytes)).unwrap(),
+                uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
+            );
+        }
+    }
+
+    #[test]
     fn default_rule() {
         assert!(RequestId::is_valid(b"abc-123_X.y:z"));
         assert!(RequestId::is_valid(&[b'a'; 128]));
