@@ -150,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::invoices::router())
         .merge(routes::integrity::router())
         .merge(routes::dashboard::router())
+        .merge(routes::rights::router())
         .with_state(state.clone())
         // Inside authentication, so `/health/status` can show details to owners and admins; a probe without
         // an Authorization header passes through it untouched.

@@ -6,3 +6,4 @@ pub mod identity;
 pub mod integrity;
 pub mod invoices;
 pub mod ledger;
+pub mod rights;

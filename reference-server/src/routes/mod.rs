@@ -7,4 +7,5 @@ pub mod dashboard;
 pub mod integrity;
 pub mod invoices;
 pub mod ledger;
+pub mod rights;
 pub mod users;
