@@ -13,9 +13,23 @@ use crate::violation::{Validate, Violation, Violations, codes};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub u128);
+
+        /// A decimal string: 128-bit ids do not fit a JSON number that JavaScript or
+        /// `serde_json::Value` can hold.
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&self.0)
+            }
+        }
+
+        /// A decimal string of ASCII digits, or a non-negative integer.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any(IdVisitor).map(Self)
+            }
+        }
 
         impl From<u128> for $name {
             fn from(id: u128) -> Self {
@@ -31,9 +45,38 @@ macro_rules! id_type {
     };
 }
 
+/// Reads an id written as a decimal string (what ids serialize to) or as an integer.
+struct IdVisitor;
+
+impl serde::de::Visitor<'_> for IdVisitor {
+    type Value = u128;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an id as a decimal string or a non-negative integer")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u128, E> {
+        let invalid = || E::invalid_value(serde::de::Unexpected::Str(v), &self);
+        // u128::from_str would also take a leading '+'.
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        v.parse().map_err(|_| invalid())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u128, E> {
+        Ok(u128::from(v))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<u128, E> {
+        Ok(v)
+    }
+}
+
 id_type!(
-    /// An account id (a UUID's 128 bits, or any integer id). Ids serialize as JSON numbers; a server with
-    /// UUID ids converts with `Uuid::as_u128` and keeps its own string form on the wire.
+    /// An account id (a UUID's 128 bits, or any integer id). Ids serialize as decimal strings (a 128-bit
+    /// integer does not survive a JSON number in JavaScript) and read from a string or an integer; a server
+    /// with UUID ids converts with `Uuid::as_u128` and keeps its own string form on the wire.
     AccountId
 );
 id_type!(

@@ -278,6 +278,36 @@ fn journal_entries_serialize_with_decimal_string_amounts() {
 }
 
 #[test]
+fn ids_of_128_bits_serialize_as_decimal_strings_and_read_back() {
+    // A UUID's 128 bits: more than a JSON number holds in JavaScript or in serde_json::Value.
+    let id = EntryId(u128::MAX);
+    let json = serde_json::to_value(id).unwrap();
+    assert_eq!(json, serde_json::json!(u128::MAX.to_string()));
+    assert_eq!(serde_json::from_value::<EntryId>(json).unwrap(), id);
+    let entry = JournalEntry {
+        id,
+        organization: OrganizationId(u128::MAX),
+        ..sale(1)
+    };
+    let json = serde_json::to_value(&entry).unwrap();
+    assert_eq!(json["organization"], u128::MAX.to_string());
+    assert_eq!(json["lines"][0]["account"], CASH.to_string());
+    assert_eq!(serde_json::from_value::<JournalEntry>(json).unwrap(), entry);
+    // Integers are still read; anything but digits is refused.
+    assert_eq!(
+        serde_json::from_str::<AccountId>("42").unwrap(),
+        AccountId(42)
+    );
+    for bad in [
+        r#""""#, r#""+1""#, r#""-1""#, r#"" 1""#, r#""1e3""#, "-1", "1.5", "null",
+    ] {
+        assert!(serde_json::from_str::<AccountId>(bad).is_err(), "{bad}");
+    }
+    let too_big = format!("\"{}0\"", u128::MAX);
+    assert!(serde_json::from_str::<AccountId>(&too_big).is_err());
+}
+
+#[test]
 fn public_types_are_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone>() {}
     check::<Money>();
