@@ -53,7 +53,8 @@ pin_project! {
     /// The future of [`CircuitBreaker`](crate::CircuitBreaker).
     pub struct ResponseFuture<F, C> {
         #[pin]
-        kind: Kind<F, CircuitOpen>,
+        // boxed when the call is refused, so the future stays small and the error is handed out as is
+        kind: Kind<F, Box<CircuitOpen>>,
         classifier: C,
     }
 }
@@ -69,7 +70,7 @@ impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn rejected(refusal: CircuitOpen, classifier: C) -> Self {
         Self {
             kind: Kind::Rejected {
-                refusal: Some(refusal),
+                refusal: Some(Box::new(refusal)),
             },
             classifier,
         }
@@ -100,7 +101,7 @@ where
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { refusal } => Poll::Ready(Err(match refusal.take() {
-                Some(r) => Box::new(r),
+                Some(r) => r,
                 None => "circuit breaker future polled after completion".into(),
             })),
         }

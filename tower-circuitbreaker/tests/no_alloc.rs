@@ -77,3 +77,42 @@ fn closed_calls_through_the_layer_do_not_allocate() {
     );
     assert_eq!(s.failures, 2_524);
 }
+
+#[test]
+fn a_refusal_allocates_nothing_in_the_core_and_only_its_box_in_the_layer() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let breaker = Breaker::new("bank-api.example.com", BreakerConfig::default()).unwrap();
+    for _ in 0..5 {
+        breaker.try_acquire().unwrap().failure();
+    }
+    // warm up: thread-locals, the stripe index
+    assert!(breaker.try_acquire().is_err());
+    let before = allocations();
+    for _ in 0..1_000 {
+        let e = breaker.try_acquire().unwrap_err();
+        assert_eq!(e.name(), "bank-api.example.com");
+    }
+    assert_eq!(allocations() - before, 0, "allocations in 1 000 refusals");
+
+    let mut svc = CircuitBreakerLayer::new(breaker.clone())
+        .layer(service_fn(|i: u64| async move { Ok::<_, Infallible>(i) }));
+    rt.block_on(async {
+        let _ = svc.ready().await.unwrap().call(0).await.unwrap_err();
+        let before = allocations();
+        for i in 0..1_000u64 {
+            let e = svc.ready().await.unwrap().call(i).await.unwrap_err();
+            let open = e
+                .downcast_ref::<tower_circuitbreaker::CircuitOpen>()
+                .unwrap();
+            assert!(open.retry_after().is_some());
+        }
+        assert_eq!(
+            allocations() - before,
+            1_000,
+            "one allocation (the BoxError) per refusal through the layer"
+        );
+    });
+    assert_eq!(breaker.snapshot().rejected, 2_002);
+}
