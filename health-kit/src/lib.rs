@@ -85,12 +85,15 @@
 //! | `sqlx`, `sqlx-postgres`, `sqlx-sqlite` | `checks::SqlxPoolCheck`: round trip, connections in use and idle |
 //! | `redis` | `checks::RedisCheck`: `PING` round trip |
 //! | `disk` | `checks::DiskSpaceCheck`: space left on a file system (statvfs through `fs4`) |
+//! | `tower-circuitbreaker` | `checks::BreakerRegistryCheck`: every breaker's state; open or half-open `warn` (open `fail` on request) |
+//! | `query-cache` | `checks::QueryCacheCheck`: hit rate over the last interval, per tier, and the Redis tier's state |
 //!
 //! For a gRPC server, [`Health::grpc_serving_status`] gives the grpc.health.v1 answer for a service name and
 //! [`Health::subscribe`] the changes a `Watch` streams.
 //!
-//! Circuit breaker states and query cache hit rates reach `/health/status` through [`snapshot_fn`] over those
-//! crates' public snapshots; this crate does not depend on them.
+//! Circuit breaker states and query cache hit rates reach `/health/status` through the typed checks of the
+//! `tower-circuitbreaker` and `query-cache` features, which read those crates' public snapshots only (optional
+//! dependencies); [`snapshot_fn`] does the same for any other in-memory state.
 //!
 //! # Pitfalls
 //!
