@@ -69,6 +69,67 @@ async fn hanging_check_is_cut_at_its_timeout_and_reported_fail_with_the_timeout_
 }
 
 #[tokio::test(start_paused = true)]
+async fn checks_run_concurrently_each_cut_at_its_own_timeout() {
+    let sleeper = |ms: u64| {
+        check_fn(move || async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Observation::pass()
+        })
+    };
+    let hanging = || check_fn(|| async { std::future::pending::<Observation>().await });
+    let build = || {
+        Health::builder()
+            .check(
+                "a",
+                hanging(),
+                CheckOptions::critical().timeout(Duration::from_millis(300)),
+            )
+            .check(
+                "b",
+                hanging(),
+                CheckOptions::non_critical().timeout(Duration::from_millis(800)),
+            )
+            .check(
+                "c",
+                sleeper(500),
+                CheckOptions::critical().timeout(Duration::from_secs(1)),
+            )
+            .build()
+            .unwrap()
+    };
+
+    // One refresh takes as long as the slowest check (800 ms), not the sum (1 600 ms).
+    let health = build();
+    let before = tokio::time::Instant::now();
+    health.refresh().await;
+    assert_eq!(before.elapsed(), Duration::from_millis(800));
+    let output = |name: &str| {
+        health
+            .check_observation(name)
+            .unwrap()
+            .output_text()
+            .map(str::to_owned)
+    };
+    assert_eq!(output("a").as_deref(), Some("timed out after 300ms"));
+    assert_eq!(output("b").as_deref(), Some("timed out after 800ms"));
+    assert_eq!(health.check_status("c"), Some(Status::Pass));
+
+    // In the background, a hanging check holds no other back: each has a result as soon as its own run ends.
+    let health = build();
+    let refresher = health.spawn_refresher();
+    tokio::time::sleep(Duration::from_millis(301)).await;
+    assert_eq!(health.check_status("a"), Some(Status::Fail));
+    assert_eq!(health.check_status("b"), None);
+    assert_eq!(health.check_status("c"), None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(health.check_status("c"), Some(Status::Pass));
+    assert_eq!(health.check_status("b"), None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(health.check_status("b"), Some(Status::Fail));
+    refresher.stop();
+}
+
+#[tokio::test(start_paused = true)]
 async fn panicking_check_is_reported_fail_and_keeps_being_run() {
     let runs = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&runs);
