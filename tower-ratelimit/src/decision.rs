@@ -18,6 +18,8 @@ pub enum DecisionSource {
     FailClosed,
     /// The key is allow-listed; nothing was checked or charged.
     AllowListed,
+    /// Redis refused this key a moment ago and it cannot fit yet: refused without a round trip.
+    DenyCache,
 }
 
 /// The answer to one decision over up to [`MAX_LIMITS_PER_DECISION`] limits.

@@ -48,6 +48,7 @@ fn memory_and_redis_stores_decide_the_same_sequence_the_same_way() {
                 slice.prefix(),
                 case.fetch_add(1, Ordering::Relaxed)
             );
+            let prefix_for_cache = prefix.clone();
             rt.block_on(async {
                 let clock = ManualClock::starting_at(1_000_000);
                 let memory = RateLimiter::builder().clock(clock.clone()).build();
@@ -56,6 +57,17 @@ fn memory_and_redis_stores_decide_the_same_sequence_the_same_way() {
                 let redis = RateLimiter::builder()
                     .clock(clock.clone())
                     .redis(store, FailurePolicy::FailClosed)
+                    .build();
+                let cached_store = RedisStore::new(
+                    slice.url(),
+                    RedisConfig::default()
+                        .prefix(format!("{}cached:", prefix_for_cache))
+                        .deny_cache(1000),
+                )
+                .unwrap();
+                let cached = RateLimiter::builder()
+                    .clock(clock.clone())
+                    .redis(cached_store, FailurePolicy::FailClosed)
                     .build();
                 let (minute, hour) = limits();
                 for (dt, key, cost, which) in arrivals {
@@ -73,6 +85,9 @@ fn memory_and_redis_stores_decide_the_same_sequence_the_same_way() {
                     prop_assert_eq!(b.source(), DecisionSource::Redis);
                     prop_assert_eq!(a.is_allowed(), b.is_allowed());
                     prop_assert_eq!(a.outcomes(), b.outcomes());
+                    // With the deny cache, refusals may come without a round trip, but never differ.
+                    let c = cached.decide(&checks, cost).await;
+                    prop_assert_eq!(a.is_allowed(), c.is_allowed());
                 }
                 Ok(())
             })
@@ -254,5 +269,47 @@ async fn the_layer_decides_through_redis() {
             StatusCode::OK,
             StatusCode::TOO_MANY_REQUESTS
         ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deny_cache_refuses_without_a_round_trip_until_one_unit_fits() {
+    let slice = test_support::require!(test_support::redis().await);
+    let clock = ManualClock::starting_at(1_000_000);
+    let store = RedisStore::new(
+        slice.url(),
+        RedisConfig::default()
+            .prefix(slice.prefix())
+            .deny_cache(100),
+    )
+    .unwrap();
+    let limiter = RateLimiter::builder()
+        .clock(clock.clone())
+        .redis(store, FailurePolicy::FailClosed)
+        .build();
+    let limit = Limit::new("login", Quota::per_minute(1).unwrap()).unwrap();
+    assert_eq!(
+        limiter.check("k", &limit, 1).await.source(),
+        DecisionSource::Redis
+    );
+    let refused = limiter.check("k", &limit, 1).await;
+    assert_eq!(
+        (refused.is_allowed(), refused.source()),
+        (false, DecisionSource::Redis)
+    );
+    clock.advance(Duration::from_secs(30));
+    let cached = limiter.check("k", &limit, 1).await;
+    assert_eq!(
+        (cached.is_allowed(), cached.source()),
+        (false, DecisionSource::DenyCache)
+    );
+    assert_eq!(cached.retry_after(), Some(Duration::from_secs(30)));
+    // Another key is not affected.
+    assert!(limiter.check("other", &limit, 1).await.is_allowed());
+    clock.advance(Duration::from_secs(30));
+    let again = limiter.check("k", &limit, 1).await;
+    assert_eq!(
+        (again.is_allowed(), again.source()),
+        (true, DecisionSource::Redis)
     );
 }

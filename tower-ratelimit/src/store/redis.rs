@@ -100,6 +100,7 @@ pub struct RedisConfig {
     max_batch: usize,
     max_in_flight: usize,
     retry_interval: Duration,
+    deny_cache: usize,
 }
 
 impl Default for RedisConfig {
@@ -110,6 +111,7 @@ impl Default for RedisConfig {
             max_batch: 64,
             max_in_flight: 1,
             retry_interval: Duration::from_millis(200),
+            deny_cache: 0,
         }
     }
 }
@@ -141,6 +143,16 @@ impl RedisConfig {
     #[must_use]
     pub fn max_in_flight(mut self, max_in_flight: usize) -> Self {
         self.max_in_flight = max_in_flight.max(1);
+        self
+    }
+
+    /// Remembers up to `capacity` `(limit, key)` pairs that Redis refused, until the time one unit fits again,
+    /// and refuses them without a round trip meanwhile (default 0: off). A TAT never moves back, so this refuses
+    /// nothing Redis would admit: no overshoot; the figures of the other limits of such a refusal are not known
+    /// and reported as full. It spares Redis the traffic of a client hammering a refused key.
+    #[must_use]
+    pub fn deny_cache(mut self, capacity: usize) -> Self {
+        self.deny_cache = capacity;
         self
     }
 
@@ -488,14 +500,68 @@ pub(crate) struct RedisBackend {
     store: RedisStore,
     policy: FailurePolicy,
     health: Arc<Health>,
+    deny_cache: Option<Arc<DenyCache>>,
+}
+
+/// `(limit, key)` pairs refused by Redis, with the local time until which they stay refused.
+struct DenyCache {
+    shards: Box<[std::sync::Mutex<std::collections::HashMap<u64, u64>>]>,
+    hasher: foldhash::quality::RandomState,
+    per_shard: usize,
+}
+
+impl DenyCache {
+    const SHARDS: usize = 32;
+
+    fn new(capacity: usize) -> Self {
+        let shards = (0..Self::SHARDS)
+            .map(|_| std::sync::Mutex::default())
+            .collect();
+        Self {
+            shards,
+            hasher: foldhash::quality::RandomState::default(),
+            per_shard: capacity.div_ceil(Self::SHARDS),
+        }
+    }
+
+    fn id(&self, check: &Check<'_>) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.hasher.hash_one((check.limit.name_hash(), check.key))
+    }
+
+    fn shard(&self, id: u64) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u64>> {
+        let index = usize::try_from(id >> 59).unwrap_or(0) % Self::SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn denied_until(&self, id: u64, now: u64) -> Option<u64> {
+        self.shard(id)
+            .get(&id)
+            .copied()
+            .filter(|&until| until > now)
+    }
+
+    fn insert(&self, id: u64, until: u64, now: u64) {
+        let mut shard = self.shard(id);
+        if shard.len() >= self.per_shard {
+            shard.retain(|_, until| *until > now);
+        }
+        if shard.len() < self.per_shard {
+            shard.insert(id, until);
+        }
+    }
 }
 
 impl RedisBackend {
     pub(crate) fn new(store: RedisStore, policy: FailurePolicy) -> Self {
+        let capacity = store.config().deny_cache;
         Self {
             store,
             policy,
             health: Arc::default(),
+            deny_cache: (capacity > 0).then(|| Arc::new(DenyCache::new(capacity))),
         }
     }
 
@@ -542,6 +608,19 @@ impl RedisBackend {
                 };
             }
         }
+        let deny_ids: Vec<u64> = match &self.deny_cache {
+            Some(cache) => {
+                let ids: Vec<u64> = checks.iter().map(|c| cache.id(c)).collect();
+                if ids.iter().any(|&id| cache.denied_until(id, now).is_some()) {
+                    return Decide {
+                        state: DecideState::Ready(Some(cached_refusal(cache, &ids, checks, now))),
+                    };
+                }
+                ids
+            }
+            None => Vec::new(),
+        };
+        let deny_cache = self.deny_cache.clone();
         let owned: Vec<OwnedCheck> = checks.iter().map(OwnedCheck::from).collect();
         let test_now = (!clock.is_real_time()).then_some(now);
         let store = self.store.clone();
@@ -563,6 +642,18 @@ impl RedisBackend {
                         if health.degraded.swap(false, Ordering::AcqRel) {
                             tracing::info!("rate limit store: Redis answers again");
                         }
+                        if let Some(cache) = &deny_cache
+                            && !decision.is_allowed()
+                        {
+                            // `now` was read before the call, so the deny time never reaches past Redis' own.
+                            for (outcome, &id) in decision.outcomes().iter().zip(&deny_ids) {
+                                let wait_one =
+                                    (outcome.ahead + outcome.t).saturating_sub(outcome.tau);
+                                if !outcome.fits && wait_one > 0 {
+                                    cache.insert(id, now.saturating_add(wait_one), now);
+                                }
+                            }
+                        }
                         decision
                     }
                     Err(error) => {
@@ -583,6 +674,37 @@ impl RedisBackend {
             })),
         }
     }
+}
+
+/// A refusal from the deny cache: the cached limits refuse with their wait; the others are not known.
+fn cached_refusal(cache: &DenyCache, ids: &[u64], checks: &[Check<'_>], now: u64) -> Decision {
+    let mut d = Decision::new(DecisionSource::DenyCache);
+    d.allowed = false;
+    for (check, &id) in checks.iter().zip(ids) {
+        let quota = check.limit.quota();
+        let (t, tau) = (quota.emission_interval_micros(), quota.tolerance_micros());
+        let outcome = match cache.denied_until(id, now) {
+            Some(until) => {
+                let wait = until - now;
+                LimitOutcome {
+                    fits: false,
+                    ahead: (tau + wait).saturating_sub(t),
+                    t,
+                    tau,
+                    wait_micros: wait,
+                }
+            }
+            None => LimitOutcome {
+                fits: true,
+                ahead: 0,
+                t,
+                tau,
+                wait_micros: 0,
+            },
+        };
+        d.push(outcome);
+    }
+    d
 }
 
 fn fallback(
