@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::future::Future;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 use crate::gst::{self, PriceBasis};
@@ -29,7 +30,8 @@ pub struct Page<T> {
 }
 
 /// An invoice as stored: its id, its lines and allowances, and the totals stored with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct StoredInvoice {
     /// The invoice id, as the sink should report it.
     pub id: String,
@@ -57,7 +59,8 @@ pub struct StoredGstInvoice {
 }
 
 /// An account balance as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct StoredBalance {
     /// The account.
     pub account: AccountId,
@@ -115,8 +118,9 @@ pub trait AuditSource {
 }
 
 /// What kind of record deviates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum RecordKind {
     /// An invoice whose stored totals do not follow from its lines.
@@ -128,7 +132,8 @@ pub enum RecordKind {
 }
 
 /// One deviating record and every violation found in it: what an integrity event stores.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Deviation {
     /// The kind of record.
     pub kind: RecordKind,
@@ -139,8 +144,9 @@ pub struct Deviation {
 }
 
 /// The audit's phases, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Phase {
     /// Loading accounts.
@@ -156,7 +162,8 @@ pub enum Phase {
 }
 
 /// Progress, reported after each page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Progress {
     /// The current phase.
     pub phase: Phase,
@@ -189,7 +196,8 @@ pub trait AuditSink {
 }
 
 /// Counts at the end of an audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 #[non_exhaustive]
 pub struct Summary {
     /// Accounts loaded.

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// The largest number of digits a decimal string may carry (the precision of [`Decimal`]).
@@ -120,6 +121,7 @@ pub(crate) fn round_half_up(value: Decimal, dp: u32) -> Decimal {
 /// Serde for a [`Decimal`] as a decimal string (`"1210.00"`), never a JSON number.
 ///
 /// Use with `#[serde(with = "fin_invariants::decimal_str")]`.
+#[cfg(feature = "serde")]
 pub mod decimal_str {
     use super::{Decimal, Deserialize, Deserializer, Plain, Serializer, parse_decimal};
 
@@ -146,6 +148,7 @@ pub mod decimal_str {
 /// Serde for an `Option<Decimal>` as a decimal string or `null`.
 ///
 /// Use with `#[serde(default, with = "fin_invariants::decimal_str_opt")]`.
+#[cfg(feature = "serde")]
 pub mod decimal_str_opt {
     use super::{Decimal, Deserialize, Deserializer, Plain, Serializer, parse_decimal};
 

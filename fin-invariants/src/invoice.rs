@@ -31,9 +31,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::decimal::{self, Plain, decimal_str, decimal_str_opt, round_half_up};
+use crate::decimal::{self, Plain, round_half_up};
+#[cfg(feature = "serde")]
+use crate::decimal::{decimal_str, decimal_str_opt};
 use crate::money::Currency;
 use crate::violation::{Validate, Violation, Violations, codes};
 
@@ -153,12 +156,14 @@ impl FromStr for TaxCategory {
     }
 }
 
+#[cfg(feature = "serde")]
 impl Serialize for TaxCategory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
     }
 }
 
+#[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for TaxCategory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
@@ -167,85 +172,108 @@ impl<'de> Deserialize<'de> for TaxCategory {
 }
 
 /// An invoice: what [`compute`] needs to produce the totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Invoice {
     /// BT-5, the invoice currency.
     pub currency: Currency,
     /// BG-25, the invoice lines.
     pub lines: Vec<InvoiceLine>,
     /// BG-20, document-level allowances.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub allowances: Vec<DocumentAllowanceCharge>,
     /// BG-21, document-level charges.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub charges: Vec<DocumentAllowanceCharge>,
     /// BT-113, the amount already paid.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub paid_amount: Option<Decimal>,
     /// BT-114, the rounding amount added to the amount due.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub rounding_amount: Option<Decimal>,
 }
 
 /// An invoice line (BG-25).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct InvoiceLine {
     /// BT-129, the invoiced quantity (negative for returns).
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub quantity: Decimal,
     /// BT-146, the item net price.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub net_price: Decimal,
     /// BT-149, the base quantity the price is for (1 when absent).
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub base_quantity: Option<Decimal>,
     /// BT-148, the item gross price.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub gross_price: Option<Decimal>,
     /// BT-147, the item price discount.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub price_discount: Option<Decimal>,
     /// BG-27, line allowances.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub allowances: Vec<LineAllowanceCharge>,
     /// BG-28, line charges.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub charges: Vec<LineAllowanceCharge>,
     /// BT-151, the VAT category of the item.
     pub tax_category: TaxCategory,
     /// BT-152, the VAT rate in percent (absent for category O).
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub tax_rate: Option<Decimal>,
     /// BT-131, the line net amount as stated; [`compute`] uses it when present, and [`check`] compares it
     /// with quantity x price / base quantity + charges - allowances.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub net_amount: Option<Decimal>,
 }
@@ -276,128 +304,165 @@ impl InvoiceLine {
 }
 
 /// A line-level allowance (BG-27) or charge (BG-28).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct LineAllowanceCharge {
     /// BT-136 / BT-141, the amount.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub amount: Decimal,
     /// BT-137 / BT-142, the base amount.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub base_amount: Option<Decimal>,
     /// BT-138 / BT-143, the percentage.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub percent: Option<Decimal>,
 }
 
 /// A document-level allowance (BG-20) or charge (BG-21).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct DocumentAllowanceCharge {
     /// BT-92 / BT-99, the amount.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub amount: Decimal,
     /// BT-93 / BT-100, the base amount.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub base_amount: Option<Decimal>,
     /// BT-94 / BT-101, the percentage.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub percent: Option<Decimal>,
     /// BT-95 / BT-102, the VAT category.
     pub tax_category: TaxCategory,
     /// BT-96 / BT-103, the VAT rate in percent.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub tax_rate: Option<Decimal>,
 }
 
 /// One VAT breakdown group (BG-23).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct TaxBreakdown {
     /// BT-118.
     pub category: TaxCategory,
     /// BT-119, in percent (absent for category O).
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub rate: Option<Decimal>,
     /// BT-116.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub taxable_amount: Decimal,
     /// BT-117.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub tax_amount: Decimal,
 }
 
 /// The document totals BT-106..BT-115 (without BT-111) and the VAT breakdown: what [`compute`] returns and
 /// what [`check`] compares an invoice with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Totals {
     /// BT-106, sum of invoice line net amounts.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub line_net_total: Decimal,
     /// BT-107, sum of allowances on document level.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub allowance_total: Option<Decimal>,
     /// BT-108, sum of charges on document level.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub charge_total: Option<Decimal>,
     /// BT-109, invoice total amount without VAT.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub tax_exclusive_amount: Decimal,
     /// BT-110, invoice total VAT amount.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub tax_total: Option<Decimal>,
     /// BT-112, invoice total amount with VAT.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub tax_inclusive_amount: Decimal,
     /// BT-113, paid amount.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub paid_amount: Option<Decimal>,
     /// BT-114, rounding amount.
-    #[serde(
-        default,
-        with = "decimal_str_opt",
-        skip_serializing_if = "Option::is_none"
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            default,
+            with = "decimal_str_opt",
+            skip_serializing_if = "Option::is_none"
+        )
     )]
     pub rounding_amount: Option<Decimal>,
     /// BT-115, amount due for payment.
-    #[serde(with = "decimal_str")]
+    #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
     pub payable_amount: Decimal,
     /// BG-23, the VAT breakdown.
     pub tax_breakdown: Vec<TaxBreakdown>,
@@ -522,10 +587,11 @@ impl Totals {
 }
 
 /// An invoice together with the totals it states: the usual request body, checked by [`Validate`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct InvoiceWithTotals {
     /// The invoice.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub invoice: Invoice,
     /// The totals it states.
     pub totals: Totals,
@@ -550,8 +616,9 @@ pub enum Tolerance {
 }
 
 /// How the tax of a VAT group was rounded (the GST Act allows both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum TaxRounding {
     /// Rounded once per invoice and rate (EN 16931 BR-CO-17; GST "total invoice" rounding).

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, Money, MoneyError};
@@ -18,6 +19,7 @@ macro_rules! id_type {
 
         /// A decimal string: 128-bit ids do not fit a JSON number that JavaScript or
         /// `serde_json::Value` can hold.
+        #[cfg(feature = "serde")]
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.collect_str(&self.0)
@@ -25,6 +27,7 @@ macro_rules! id_type {
         }
 
         /// A decimal string of ASCII digits, or a non-negative integer.
+        #[cfg(feature = "serde")]
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 deserializer.deserialize_any(IdVisitor).map(Self)
@@ -46,8 +49,10 @@ macro_rules! id_type {
 }
 
 /// Reads an id written as a decimal string (what ids serialize to) or as an integer.
+#[cfg(feature = "serde")]
 struct IdVisitor;
 
+#[cfg(feature = "serde")]
 impl serde::de::Visitor<'_> for IdVisitor {
     type Value = u128;
 
@@ -89,8 +94,9 @@ id_type!(
 );
 
 /// The side of a journal line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Side {
     /// Debit.
     Debit,
@@ -99,7 +105,8 @@ pub enum Side {
 }
 
 /// One line of a journal entry: one account, one side, a positive amount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct JournalLine {
     /// The account.
     pub account: AccountId,
@@ -132,7 +139,8 @@ impl JournalLine {
 }
 
 /// A journal entry: lines posted together or not at all (TigerBeetle's linked transfers).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct JournalEntry {
     /// The entry id.
     pub id: EntryId,
@@ -143,8 +151,9 @@ pub struct JournalEntry {
 }
 
 /// What an account allows its balance to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum BalanceLimit {
     /// No limit.
@@ -157,7 +166,8 @@ pub enum BalanceLimit {
 }
 
 /// An account as the checks need it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Account {
     /// The id.
     pub id: AccountId,
@@ -166,7 +176,7 @@ pub struct Account {
     /// The one currency its lines are in.
     pub currency: Currency,
     /// Whether its balance may go negative.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub limit: BalanceLimit,
 }
 
@@ -317,7 +327,8 @@ pub fn check_entry<A: Accounts + ?Sized>(entry: &JournalEntry, accounts: &A) -> 
 }
 
 /// An account's posted totals, as TigerBeetle keeps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Balance {
     /// The sum of its debits.
     pub debits: Money,

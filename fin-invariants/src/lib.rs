@@ -49,9 +49,8 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | no | `Validated<T>`: an extractor that answers 422 `application/problem+json` with every violation |
-//!
-//! serde is always on: violations, money and invoices must always serialize.
+//! | `serde` | no | `Serialize`/`Deserialize` for money (decimal strings), invoices, totals, journals, identifiers, violations and audit records; `decimal_str` and `decimal_str_opt` |
+//! | `axum` | no | `Validated<T>`: an extractor that answers 422 `application/problem+json` with every violation (implies `serde`) |
 //!
 //! # Pitfalls
 //!
@@ -85,7 +84,9 @@ mod money;
 mod scaled;
 mod violation;
 
-pub use decimal::{DecimalError, decimal_str, decimal_str_opt, parse_decimal};
+pub use decimal::{DecimalError, parse_decimal};
+#[cfg(feature = "serde")]
+pub use decimal::{decimal_str, decimal_str_opt};
 #[cfg(feature = "axum")]
 pub use extract::{PROBLEM_TYPE, Validated, ValidationRejection};
 pub use money::{Currency, Money, MoneyError, Rounding};

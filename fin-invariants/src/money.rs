@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use rust_decimal::{Decimal, RoundingStrategy};
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::decimal::{DecimalError, parse_decimal};
@@ -78,12 +79,14 @@ impl FromStr for Currency {
     }
 }
 
+#[cfg(feature = "serde")]
 impl Serialize for Currency {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
     }
 }
 
+#[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
@@ -455,6 +458,7 @@ impl fmt::Debug for Money {
     }
 }
 
+#[cfg(feature = "serde")]
 #[derive(Serialize, Deserialize)]
 struct MoneyWire<'a> {
     #[serde(borrow)]
@@ -462,6 +466,7 @@ struct MoneyWire<'a> {
     currency: Currency,
 }
 
+#[cfg(feature = "serde")]
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let amount = self.to_string();
@@ -473,6 +478,7 @@ impl Serialize for Money {
     }
 }
 
+#[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = MoneyWire::deserialize(deserializer)?;
@@ -606,6 +612,7 @@ mod tests {
         assert_eq!(aud("1").allocate(&[0, 0]), Err(MoneyError::InvalidRatios));
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn money_serializes_as_decimal_string_with_currency() {
         let json = serde_json::to_string(&aud("1210")).unwrap();

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 /// The stable violation codes this crate emits. Clients may match on them; they never change meaning.
@@ -74,7 +75,8 @@ pub mod codes {
 /// the rule computes (`expected`) and what the document states (`actual`).
 ///
 /// Amounts in `expected` and `actual` are decimal strings, never numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Violation {
     /// A stable code: a business rule (`BR-CO-10`, `BR-S-08`) or one of [`codes`].
     pub code: Cow<'static, str>,
@@ -83,10 +85,16 @@ pub struct Violation {
     /// What is wrong, in words.
     pub message: Cow<'static, str>,
     /// The value the rule computes, where there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub expected: Option<String>,
     /// The value the document states, where there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub actual: Option<String>,
 }
 
@@ -134,8 +142,9 @@ impl fmt::Display for Violation {
 /// Every violation found, in the order the checks ran. Empty means valid.
 ///
 /// It is an error type too, so `check(..).into_result()?` works in a service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 #[error("{} violation(s){}", self.0.len(), self.0.first().map(|v| format!(", first: {v}")).unwrap_or_default())]
 pub struct Violations(Vec<Violation>);
 

@@ -203,6 +203,7 @@ fn changing_a_stated_taxable_amount_breaks_its_category_rule() {
     }
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn invoices_round_trip_through_json_with_decimal_strings() {
     for ex in examples() {
@@ -259,6 +260,7 @@ fn the_tolerant_mode_accepts_per_category_differences_under_one_unit_as_the_arte
     );
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn rates_compare_as_numbers_codes_are_trimmed_and_amounts_may_be_written_loosely() {
     // A line at rate "25" and a breakdown at "25.00" with category " S ", amounts written "0100.0".

@@ -268,6 +268,7 @@ fn balances_rebuilt_from_lines_find_a_drifted_stored_balance() {
     assert_eq!(v.path, "/accounts/10");
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn journal_entries_serialize_with_decimal_string_amounts() {
     let json = serde_json::to_value(sale(1)).unwrap();
@@ -277,6 +278,7 @@ fn journal_entries_serialize_with_decimal_string_amounts() {
     assert_eq!(back, sale(1));
 }
 
+#[cfg(feature = "serde")]
 #[test]
 fn ids_of_128_bits_serialize_as_decimal_strings_and_read_back() {
     // A UUID's 128 bits: more than a JSON number holds in JavaScript or in serde_json::Value.

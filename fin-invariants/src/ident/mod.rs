@@ -9,6 +9,7 @@ mod iban_registry;
 
 use std::fmt;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::violation::{Violation, codes};
@@ -88,12 +89,14 @@ fn weighted_sum(digits: &[u8], weights: &[u32]) -> u32 {
 
 macro_rules! string_serde {
     ($name:ident) => {
+        #[cfg(feature = "serde")]
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
             }
         }
 
+        #[cfg(feature = "serde")]
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
