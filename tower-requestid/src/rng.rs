@@ -28,6 +28,7 @@ fn seed() -> u64 {
 }
 
 /// The next 64 random bits of this thread's generator.
+#[inline]
 pub(crate) fn next_u64() -> u64 {
     STATE.with(|state| {
         let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
@@ -40,6 +41,7 @@ pub(crate) fn next_u64() -> u64 {
 }
 
 /// The next 128 random bits.
+#[inline]
 pub(crate) fn next_u128() -> u128 {
     (u128::from(next_u64()) << 64) | u128::from(next_u64())
 }
