@@ -169,8 +169,9 @@ async fn redis_outage_falls_back_within_one_call_timeout_and_recovers_within_a_s
         }
         let started = Instant::now();
         let d = limiter.check("k", &limit, 1).await;
+        // One call timeout, plus room for a loaded 2-core CI machine to schedule the task.
         assert!(
-            started.elapsed() < timeout + Duration::from_millis(150),
+            started.elapsed() < timeout + Duration::from_millis(400),
             "took {:?}",
             started.elapsed()
         );
