@@ -13,7 +13,9 @@ pub mod domain;
 pub mod error;
 pub mod health;
 mod http;
+mod idempotency;
 pub mod logging;
+mod metrics;
 pub mod routes;
 
 use std::future::Future;
@@ -142,6 +144,7 @@ impl AppState {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let config = state.config().clone();
+    let _ = metrics::handle(); // installs the recorder before the first request is counted
     let routes = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
@@ -151,10 +154,16 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::integrity::router())
         .merge(routes::dashboard::router())
         .merge(routes::rights::router())
+        .route("/metrics", axum::routing::get(metrics::render))
         .with_state(state.clone())
         // Inside authentication, so `/health/status` can show details to owners and admins; a probe without
         // an Authorization header passes through it untouched.
         .merge(state.health().router())
+        .route_layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             auth::authenticate,

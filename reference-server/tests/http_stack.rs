@@ -164,3 +164,49 @@ async fn cors_allows_only_the_configured_origins() {
         "no origins configured: no cross-origin access"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let server = test_support::require!(server(Backend::Sqlite, &[]).await);
+    let id = "0190f5f0-0000-7000-8000-00000000abcd";
+    let path = format!("/api/v1/invoices/{id}");
+    assert_eq!(
+        send(
+            &server.state,
+            Request::get(path.as_str()).body(Body::empty()).unwrap()
+        )
+        .await
+        .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let response = send(
+        &server.state,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_requests_total")
+                && l.contains(r#"route="/api/v1/invoices/{id}""#)
+                && l.contains(r#"status="401""#)
+        })
+        .unwrap_or_else(|| panic!("no counter for the route template in:\n{text}"));
+    assert!(line.contains(r#"method="GET""#), "{line}");
+    assert!(!text.contains(id), "raw ids never become labels");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "durations are histograms with buckets"
+    );
+}

@@ -1,0 +1,73 @@
+//! Prometheus metrics at `/metrics`, through the `metrics` facade: requests by method, route template and
+//! status with their durations, and the dashboard cache's counters read at scrape time.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+
+/// Latency buckets in seconds: a finance API answers in milliseconds; the tail up to the 30 s timeout.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide recorder (a process has one `metrics` recorder; every app built in it shares it).
+pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".to_owned()),
+                    BUCKETS,
+                )
+                .ok()?;
+            builder.install_recorder().ok()
+        })
+        .as_ref()
+}
+
+/// Route middleware: one count and one duration per request, labelled by the route template (never the raw
+/// path, which would mint a series per id).
+pub(crate) async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    if let Some(cache) = state.dashboards() {
+        let stats = cache.stats();
+        metrics::gauge!("query_cache_hits", "cache" => "dashboard").set(u64_gauge(stats.hits()));
+        metrics::gauge!("query_cache_misses", "cache" => "dashboard")
+            .set(u64_gauge(stats.misses()));
+    }
+    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// A counter read as a gauge (the cache keeps the totals; a gauge can carry them exactly up to 2^53).
+#[allow(clippy::cast_precision_loss, clippy::as_conversions)] // precision loss only above 2^53 events
+fn u64_gauge(value: u64) -> f64 {
+    value as f64
+}
