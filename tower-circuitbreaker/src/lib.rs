@@ -98,7 +98,13 @@ mod http_layer;
 mod layer;
 mod registry;
 mod state;
+mod tagged;
 mod window;
+
+/// The atomics `tagged` uses (loom's in `tests/loom.rs`).
+mod sync {
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+}
 
 pub use crate::body::ResponseBody;
 pub use crate::classify::{

@@ -7,6 +7,8 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use crate::tagged::{CALLS_MAX, TAG_MASK, TAG_SHIFT, bump};
+
 /// Keeps a value on its own cache lines (128 bytes: adjacent-line prefetch pairs lines on x86).
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -105,12 +107,7 @@ pub(crate) struct WindowSum {
     pub(crate) slow: u64,
 }
 
-// A time bucket is two words, each tagged with the low bits of the bucket's epoch (its index in time), so that a
-// writer that finds an older tag restarts the word at one in a single CAS, and a reader skips words whose tag
-// is not the epoch it expects at that position. Tags wrap after 2^24 epochs (194 days of 1 s buckets).
-const TAG_SHIFT: u32 = 40;
-const TAG_MASK: u64 = (1 << 24) - 1;
-const CALLS_MAX: u64 = (1 << 40) - 1;
+// A time bucket is two words tagged with their epoch (see `crate::tagged`).
 const FIELD_BITS: u32 = 20;
 const FIELD_MAX: u64 = (1 << FIELD_BITS) - 1;
 
@@ -233,26 +230,6 @@ impl TimeWindow {
         for b in &*self.cells {
             b.calls.store(0, Relaxed);
             b.bad.store(0, Relaxed);
-        }
-    }
-}
-
-/// Applies `f` to the value part of a tagged word, restarting from zero when the tag is older.
-#[inline]
-fn bump(word: &AtomicU64, tag: u64, f: impl Fn(u64) -> u64) {
-    let mut cur = word.load(Relaxed);
-    loop {
-        let held = cur >> TAG_SHIFT;
-        let ours = tag >> TAG_SHIFT;
-        if held != ours && cur & CALLS_MAX != 0 && held.wrapping_sub(ours) & TAG_MASK < 1 << 23 {
-            // A later epoch already holds this slot: the caller read the clock a whole window ago.
-            return;
-        }
-        let value = if held == ours { cur & CALLS_MAX } else { 0 };
-        let next = tag | (f(value) & CALLS_MAX);
-        match word.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(seen) => cur = seen,
         }
     }
 }
