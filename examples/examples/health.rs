@@ -1,25 +1,28 @@
 //! Shows health-kit in an axum service: a critical PostgreSQL check and a critical Redis check, a non-critical
-//! disk space check and a snapshot check (how circuit breaker states or cache hit rates reach /health/status),
-//! all run concurrently in the background and answered from the cache; /health/status details for a bearer
-//! token; and a graceful shutdown that turns /health/ready to 503 for a drain period before the server stops.
+//! disk space check, and the non-critical typed checks of a tower-circuitbreaker registry (breaker states) and
+//! a query-cache (hit rate), all run concurrently in the background and answered from the cache;
+//! /health/status details for a bearer token; and a graceful shutdown that turns /health/ready to 503 for a
+//! drain period before the server stops.
 //!
 //! Run:   cargo run -p examples --example health
 //! Then:  curl -i localhost:3000/health/ready
 //!        curl -s -H 'Authorization: Bearer let-me-see' localhost:3000/health/status
+//!        curl -s localhost:3000/api/dashboard    (a cache lookup: the hit rate shows on the next run)
+//!        curl -s -X POST localhost:3000/api/pay  (5 times: the payments breaker opens, the check warns)
 //!        (Ctrl-C: /health/ready answers 503 for 5 s, then the server stops)
 //!
 //! DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres), REDIS_URL (default redis://127.0.0.1:6379),
 //! BIND_ADDR (default 127.0.0.1:3000) and HEALTH_STATUS_TOKEN (default let-me-see) change the set-up. The pool
 //! connects lazily, so the server starts even while PostgreSQL is down, and /health/ready says so.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use health_kit::checks::{DiskSpaceCheck, RedisCheck, SqlxPoolCheck};
-use health_kit::{
-    CheckOptions, ComponentType, DetailPolicy, Health, Measurement, Observation, snapshot_fn,
+use health_kit::checks::{
+    BreakerRegistryCheck, DiskSpaceCheck, QueryCacheCheck, RedisCheck, SqlxPoolCheck,
 };
+use health_kit::{CheckOptions, ComponentType, DetailPolicy, Health};
+use query_cache::{CacheKey, QueryCache, Tier};
+use tower_circuitbreaker::{BreakerConfig, BreakerRegistry};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -47,18 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
-    // Stands in for a circuit breaker registry's snapshot: the application counts, the check reads.
-    let upstream_failures = Arc::new(AtomicU64::new(0));
-    let failures = Arc::clone(&upstream_failures);
-    let breaker_snapshot = snapshot_fn(move || {
-        let n = failures.load(Ordering::Relaxed);
-        let observation = if n >= 5 {
-            Observation::warn("payments breaker open")
-        } else {
-            Observation::pass()
-        };
-        observation.measurement(Measurement::new("failures").value(n).unit("calls"))
-    });
+    // The breakers of the upstreams the service calls, and a cache of dashboard queries.
+    let breakers = BreakerRegistry::new(BreakerConfig::default())?;
+    let cache: QueryCache<String> = QueryCache::builder().build()?;
 
     let datastore = || {
         CheckOptions::critical()
@@ -78,9 +72,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .component_type(ComponentType::System),
         )
         .check(
-            "breakers",
-            breaker_snapshot,
+            "upstreams",
+            BreakerRegistryCheck::new(&breakers),
             CheckOptions::non_critical().interval(Duration::from_secs(1)),
+        )
+        .check(
+            "dashboard-cache",
+            QueryCacheCheck::new(&cache).warn_below(50).min_lookups(10),
+            CheckOptions::non_critical()
+                .interval(Duration::from_secs(5))
+                .component_type(ComponentType::Datastore),
         )
         .release_id(env!("CARGO_PKG_VERSION"))
         .detail_policy(DetailPolicy::bearer_token(token))
@@ -91,8 +92,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/api/pay",
             axum::routing::post(move || {
-                upstream_failures.fetch_add(1, Ordering::Relaxed);
-                async { "upstream failed (counted by the breaker snapshot)" }
+                // The payment provider is down in this example: every admitted call fails.
+                let payments = breakers.get("payments");
+                let answer = match payments.try_acquire() {
+                    Ok(permit) => {
+                        permit.failure();
+                        "upstream failed (recorded by the payments breaker)"
+                    }
+                    Err(_) => "refused: the payments breaker is open",
+                };
+                async move { answer }
+            }),
+        )
+        .route(
+            "/api/dashboard",
+            axum::routing::get(move || {
+                let cache = cache.clone();
+                async move {
+                    let Ok(key) = CacheKey::new("org-1", "dashboard.total", &()) else {
+                        return "bad key".to_owned();
+                    };
+                    cache
+                        .get_or_load(&key, Tier::Short, || async {
+                            Ok::<_, std::io::Error>("121.00 AUD".to_owned())
+                        })
+                        .await
+                        .unwrap_or_else(|e| format!("load failed: {e}"))
+                }
             }),
         )
         .merge(health_kit::axum::router(&health));

@@ -26,7 +26,7 @@ impl Sample {
 
 /// Reports a [`QueryCache`]'s `hitRate` (percent, to 0.1 %) over the time since the previous run, with the
 /// lifetime rate, hits, misses, loads, load errors, stale values served, entries and weight beside it; a
-/// `hitRate.<tier>` measurement per tier that has seen lookups; and, with a Redis tier, a `redis` measurement
+/// `hitRate.<tier>` measurement per tier that has seen lookups (over the cache's lifetime); and, with a Redis tier, a `redis` measurement
 /// (`up` or `down`).
 ///
 /// | what it sees | status |
