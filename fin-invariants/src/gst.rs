@@ -101,7 +101,8 @@ pub fn total(supplies: &[Money], basis: PriceBasis, method: Method) -> Result<Mo
 /// # Errors
 ///
 /// A [`codes::GST`] violation at `/gst` when the stated GST matches neither method (or the amounts
-/// cannot be summed), with the per-invoice figure as `expected`.
+/// cannot be summed by either), with the per-invoice figure as `expected` (the per-supply one when the
+/// per-invoice sum overflows).
 pub fn check(
     supplies: &[Money],
     basis: PriceBasis,
@@ -115,20 +116,23 @@ pub fn check(
             Err(fail("GST stated without taxable supplies").with_values("0", stated))
         };
     }
-    let per_invoice = total(supplies, basis, Method::PerInvoice)
-        .map_err(|_| fail("supplies cannot be summed"))?;
-    let per_supply =
-        total(supplies, basis, Method::PerSupply).map_err(|_| fail("supplies cannot be summed"))?;
-    if stated.currency() != per_invoice.currency() {
+    // Each method on its own: near the i64 limits one may overflow (the sum of the supplies) while the
+    // other still gives a figure.
+    let per_invoice = total(supplies, basis, Method::PerInvoice).ok();
+    let per_supply = total(supplies, basis, Method::PerSupply).ok();
+    let Some(figure) = per_invoice.or(per_supply) else {
+        return Err(fail("supplies cannot be summed"));
+    };
+    if stated.currency() != figure.currency() {
         return Err(fail("GST in another currency than the supplies"));
     }
-    match (stated == per_invoice, stated == per_supply) {
+    match (per_invoice == Some(stated), per_supply == Some(stated)) {
         (true, true) => Ok(TaxRounding::Either),
         (true, false) => Ok(TaxRounding::PerInvoice),
         (false, true) => Ok(TaxRounding::PerSupply),
         (false, false) => Err(
             fail("GST matches neither per-invoice nor per-supply rounding")
-                .with_values(per_invoice, stated),
+                .with_values(figure, stated),
         ),
     }
 }

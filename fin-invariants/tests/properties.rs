@@ -462,3 +462,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// GST on any amounts (up to the `i64` limits, mixed currencies, inclusive or exclusive) returns a
+    /// rounding method or a violation, never panics; when it accepts, the stated GST is one of the two
+    /// GST Act figures.
+    #[test]
+    fn gst_checks_never_panic_and_accept_only_a_gst_act_figure(
+        supplies in prop::collection::vec((any::<i64>(), currency()), 0..6),
+        stated in any::<i64>(),
+        inclusive in any::<bool>(),
+    ) {
+        use fin_invariants::gst::{self, Method, PriceBasis};
+        let basis = if inclusive { PriceBasis::Inclusive } else { PriceBasis::Exclusive };
+        let supplies: Vec<Money> = supplies.iter().map(|&(m, c)| Money::from_minor(m, c)).collect();
+        let currency = supplies.first().map_or(Currency::AUD, |m| m.currency());
+        let stated = Money::from_minor(stated, currency);
+        let per_invoice = gst::total(&supplies, basis, Method::PerInvoice);
+        let per_supply = gst::total(&supplies, basis, Method::PerSupply);
+        if gst::check(&supplies, basis, stated).is_ok() && !supplies.is_empty() {
+            prop_assert!(per_invoice == Ok(stated) || per_supply == Ok(stated));
+        }
+        // The stated figure of either method is accepted.
+        for figure in [per_invoice, per_supply].into_iter().flatten() {
+            prop_assert!(gst::check(&supplies, basis, figure).is_ok());
+        }
+    }
+}
