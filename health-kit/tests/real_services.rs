@@ -120,6 +120,84 @@ async fn redis_cut_flips_the_check_to_fail_within_one_interval_and_back() {
     assert_eq!(observation.measurements()[0].observed_unit(), Some("ms"));
 }
 
+/// A query cache whose Redis tier is cut: the check warns (never fails, a cache miss runs the query) within
+/// one interval, readiness stays 200, and the warning clears once Redis answers again.
+#[cfg(feature = "query-cache")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_cache_with_redis_cut_warns_within_one_interval_and_recovers() {
+    use health_kit::checks::QueryCacheCheck;
+    use query_cache::{CacheKey, QueryCache, RedisStore, Tier};
+
+    let redis = test_support::require!(test_support::redis().await);
+    let (proxy, url) = FaultProxy::in_front_of(redis.url()).await.unwrap();
+    let store = RedisStore::builder(url.as_str())
+        .prefix(redis.prefix())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let cache: QueryCache<String> = QueryCache::builder().redis_only(&store).build().unwrap();
+    let health = Health::builder()
+        .check(
+            "cache",
+            QueryCacheCheck::new(&cache),
+            CheckOptions::non_critical()
+                .interval(INTERVAL)
+                .timeout(TIMEOUT),
+        )
+        .build()
+        .unwrap();
+    health.mark_started();
+    let refresher = health.spawn_refresher();
+
+    // The application keeps using the cache; each lookup of a new key reads Redis.
+    let traffic = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            for n in 0u64.. {
+                let key = CacheKey::new("42", "health", &n).expect("valid key");
+                let _ = cache
+                    .get_or_load(&key, Tier::Short, || async {
+                        Ok::<_, std::convert::Infallible>("v".to_owned())
+                    })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    wait_for(&health, "cache", Status::Pass, Duration::from_secs(5)).await;
+    let observation = health.check_observation("cache").unwrap();
+    let redis_m = observation
+        .measurements()
+        .iter()
+        .find(|m| m.name() == "redis")
+        .expect("a redis measurement");
+    assert_eq!(redis_m.observed_value(), Some(&serde_json::json!("up")));
+
+    proxy.cut();
+    let took = wait_for(&health, "cache", Status::Warn, INTERVAL + TIMEOUT + SLACK).await;
+    eprintln!("cache: warn seen {took:?} after the cut");
+    let observation = health.check_observation("cache").unwrap();
+    assert!(
+        observation
+            .output_text()
+            .is_some_and(|o| o.starts_with("redis tier down")),
+        "{observation:?}"
+    );
+    assert_eq!(health.ready().status_code(), StatusCode::OK);
+
+    proxy.restore();
+    let took = wait_for(
+        &health,
+        "cache",
+        Status::Pass,
+        INTERVAL + TIMEOUT + SLACK * 3,
+    )
+    .await;
+    eprintln!("cache: pass seen {took:?} after the restore");
+    traffic.abort();
+    refresher.stop();
+}
+
 #[tokio::test]
 async fn sqlite_pool_check_reports_round_trip_and_connections() {
     let dir = tempfile::tempdir().unwrap();
