@@ -59,40 +59,39 @@
 //!   recovering log one `WARN` and one `INFO` event per transition.
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod clock;
 mod decision;
 pub mod error;
-mod gcra;
-mod key;
-mod limiter;
-pub mod store;
-
-pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock};
-pub use decision::{Decision, DecisionSource};
-pub use error::{ConfigError, StoreError};
-pub use gcra::{Limit, LimitOutcome, MAX_LIMITS_PER_DECISION, Quota};
-pub use key::Key;
-pub use limiter::{Check, Decide, PendingDecision, RateLimiter, RateLimiterBuilder, StoreHealth};
-pub use store::memory::{MemoryConfig, MemoryStore};
-mod body;
 mod future;
+mod gcra;
 pub mod headers;
 mod ip;
+mod key;
 mod layer;
+mod limiter;
 mod policy;
 #[cfg(feature = "toml")]
 pub mod policy_file;
 mod service;
+pub mod store;
 
 pub use body::ResponseBody;
+pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock};
+pub use decision::{Decision, DecisionSource};
+pub use error::{ConfigError, StoreError};
 pub use future::ResponseFuture;
+pub use gcra::{Limit, LimitOutcome, MAX_LIMITS_PER_DECISION, Quota};
 pub use ip::{AllowList, ClientIpConfig, PeerAddr};
+pub use key::Key;
 pub use layer::{RateLimitLayer, RateLimitLayerBuilder, RateLimitSnapshot};
+pub use limiter::{Check, Decide, PendingDecision, RateLimiter, RateLimiterBuilder, StoreHealth};
 pub use policy::{
     ChargeMode, ClassifyCategory, ClassifyTier, DefaultCategoryClassifier, DefaultTierClassifier,
     Identity, KeyBy, LimitCounters, Policies, PolicyLimit, RequestInfo, TierName, UserId,
 };
 pub use service::RateLimit;
+pub use store::memory::{MemoryConfig, MemoryStore};
 #[cfg(feature = "redis")]
 pub use store::redis::{FailurePolicy, RedisConfig, RedisStore};
 
