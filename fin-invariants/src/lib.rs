@@ -43,7 +43,8 @@
 //! - [`journal`]: balanced double-entry journals, balances rebuilt from lines, account limits.
 //! - [`ident`]: ABN, ACN, IBAN, EU VAT numbers.
 //! - [`Violation`] / [`Violations`]: `{code, path, message, expected, actual}` with stable [`codes`].
-//! - [`audit`]: the integrity audit over an [`audit::AuditSource`].
+//! - [`audit`]: the integrity audit over an [`audit::AuditSource`]: EN 16931 invoices, invoices with
+//!   GST-inclusive prices ([`audit::StoredGstInvoice`]), journal entries and stored balances.
 //!
 //! # Feature flags
 //!
