@@ -485,9 +485,19 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
     /// (O(entries) under each shard's lock in turn): for invalidation on writes, use tags, which cost one
     /// atomic increment. Redis is not touched: a pattern over Redis keys would need `SCAN`, which this crate
     /// never runs.
+    ///
+    /// Each entry removed counts in its tier's [`TierStats::invalidations`](crate::TierStats::invalidations).
     pub fn invalidate_local_matching(&self, predicate: impl Fn(&CacheKey) -> bool) {
         if let Some(l1) = &self.inner.l1 {
-            l1.retain(|key, _| !predicate(key));
+            l1.retain(|key, entry| {
+                let keep = !predicate(key);
+                if !keep {
+                    self.inner
+                        .stats
+                        .incr(usize::from(entry.tier), Counter::Invalidation);
+                }
+                keep
+            });
         }
     }
 
@@ -526,7 +536,15 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
             return Found::Miss;
         };
         if !entry.is_current(&self.epoch) {
-            l1.remove_if(key, |current| Arc::ptr_eq(current, &entry));
+            // A tag or tenant invalidation scans nothing: its entries are counted as they are found.
+            if l1
+                .remove_if(key, |current| Arc::ptr_eq(current, &entry))
+                .is_some()
+                && entry.epoch == self.epoch.load(Ordering::Acquire)
+            {
+                self.stats
+                    .incr(usize::from(entry.tier), Counter::Invalidation);
+            }
             return Found::Miss;
         }
         if now < entry.fresh_until {
@@ -552,8 +570,11 @@ impl<V: Clone + Send + Sync + 'static> Inner<V> {
             slot.cancelled.store(true, Ordering::Release);
         }
         // Under the flight lock, so a load finishing now either sees `cancelled` or is removed here.
-        if let Some(l1) = &self.l1 {
-            l1.remove(key);
+        if let Some(l1) = &self.l1
+            && let Some((_, entry)) = l1.remove(key)
+        {
+            self.stats
+                .incr(usize::from(entry.tier), Counter::Invalidation);
         }
         drop(guard);
     }

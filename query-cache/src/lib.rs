@@ -72,7 +72,8 @@
 //! - **Redis down**: reads fall back to the loader (and the in-process tier), never fail; the state is in
 //!   [`QueryCache::stats`]; invalidations Redis missed are replayed before Redis is read again.
 //! - **Statistics** per tier ([`StatsSnapshot`]): hits, misses, loads, load time, stale served, refreshes,
-//!   evictions; invalidations; Redis state.
+//!   evictions, invalidations (entries removed, in the tier they were stored with; see
+//!   [`TierStats::invalidations`] for how tag invalidations are attributed); invalidation calls; Redis state.
 //!
 //! # Feature flags
 //!

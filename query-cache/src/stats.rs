@@ -20,8 +20,9 @@ pub(crate) enum Counter {
     Eviction,
     Refresh,
     NegativeHit,
+    Invalidation,
 }
-const COUNTERS: usize = 9;
+const COUNTERS: usize = 10;
 
 #[derive(Debug)]
 #[repr(align(128))]
@@ -113,6 +114,7 @@ impl Stats {
                 stale_served: self.sum(i, Counter::StaleServed),
                 refreshes: self.sum(i, Counter::Refresh),
                 evictions: self.sum(i, Counter::Eviction),
+                invalidations: self.sum(i, Counter::Invalidation),
             })
             .collect();
         let g = |c: Global| self.globals[c as usize].load(Ordering::Relaxed);
@@ -159,6 +161,15 @@ pub struct TierStats {
     pub refreshes: u64,
     /// Entries the in-process tier evicted to stay within its weight.
     pub evictions: u64,
+    /// In-process entries of this tier removed because they were invalidated, counted in the tier the entry
+    /// was stored with. An invalidation by key ([`QueryCache::invalidate`](crate::QueryCache::invalidate), or
+    /// one received from another instance) counts here when it removes an entry, at once. A tag or tenant
+    /// invalidation bumps a generation and scans nothing, so each entry it made obsolete counts here when a
+    /// lookup next finds and removes it (an obsolete entry never read again leaves as an eviction, uncounted
+    /// here). A flush ([`QueryCache::clear_local`], a subscriber reconnect) is counted only in
+    /// [`StatsSnapshot::invalidated_all`] and [`StatsSnapshot::l1_flushes`]. Calls are counted whatever they
+    /// removed in [`StatsSnapshot::invalidated_keys`] and [`StatsSnapshot::invalidated_tags`].
+    pub invalidations: u64,
 }
 
 /// A point-in-time view of a cache's statistics, for `/metrics` and health checks.
@@ -167,9 +178,10 @@ pub struct TierStats {
 pub struct StatsSnapshot {
     /// One entry per tier, in the order `short`, `medium`, `long`, `very_long`, `custom`.
     pub tiers: Vec<TierStats>,
-    /// Exact-key invalidations.
+    /// Exact-key invalidations asked of this cache (calls, whether or not an entry was cached; per tier:
+    /// [`TierStats::invalidations`]).
     pub invalidated_keys: u64,
-    /// Tag invalidations.
+    /// Tag and tenant invalidations asked of this cache (calls).
     pub invalidated_tags: u64,
     /// Whole-cache invalidations.
     pub invalidated_all: u64,
@@ -212,6 +224,12 @@ impl StatsSnapshot {
     #[must_use]
     pub fn stale_served(&self) -> u64 {
         self.tiers.iter().map(|t| t.stale_served).sum()
+    }
+
+    /// In-process entries removed by invalidations over all tiers (see [`TierStats::invalidations`]).
+    #[must_use]
+    pub fn invalidations(&self) -> u64 {
+        self.tiers.iter().map(|t| t.invalidations).sum()
     }
 
     /// The counters of one tier.

@@ -504,3 +504,44 @@ async fn callers_arriving_as_a_fast_load_finishes_do_not_load_again() {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn invalidations_are_counted_in_the_tier_of_the_entry_they_removed() {
+    let (cache, _) = manual_cache();
+    let invalidations = |tier: Tier| cache.stats().tier(tier).unwrap().invalidations;
+    let short = key("1", 1);
+    let long = key("1", 2);
+    let medium = key("2", 3);
+    cache.insert(&short, Tier::Short, 1).await;
+    cache.insert(&long, Tier::Long, 2).await;
+    cache.insert(&medium, Tier::Medium, 3).await;
+
+    // By key: at once, in the tier the entry was stored with; a key with no entry removes nothing.
+    cache.invalidate(&long).await.unwrap();
+    assert_eq!(invalidations(Tier::Long), 1);
+    cache.invalidate(&long).await.unwrap();
+    assert_eq!(invalidations(Tier::Long), 1);
+    assert_eq!(cache.stats().invalidated_keys, 2);
+
+    // By tag: nothing is scanned, so the entry counts when a lookup finds it obsolete, once.
+    cache.invalidate_tag("1", "invoices").await.unwrap();
+    assert_eq!(invalidations(Tier::Short), 0);
+    assert_eq!(cache.get(&short), None);
+    assert_eq!(invalidations(Tier::Short), 1);
+    assert_eq!(cache.get(&short), None);
+    assert_eq!(invalidations(Tier::Short), 1);
+    assert_eq!(cache.stats().invalidated_tags, 1);
+
+    // By pattern: every removed entry, in its tier.
+    cache.invalidate_local_matching(|k| k.tenant() == "2");
+    assert_eq!(invalidations(Tier::Medium), 1);
+
+    // A flush is counted as one, not per tier.
+    cache.insert(&short, Tier::Short, 4).await;
+    cache.clear_local();
+    assert_eq!(cache.get(&short), None);
+    let stats = cache.stats();
+    assert_eq!(stats.invalidated_all, 1);
+    assert_eq!(stats.invalidations(), 3);
+    assert_eq!(stats.tier(Tier::VeryLong).unwrap().invalidations, 0);
+}

@@ -163,11 +163,18 @@ async fn an_invalidation_on_one_instance_reaches_the_others_in_process_tier_with
     a.get_or_load(&key(1), Tier::Medium, loader(&calls, "newer"))
         .await
         .unwrap();
+    let removed = |c: &QueryCache<String>| c.stats().tier(Tier::Medium).unwrap().invalidations;
+    let before = removed(&a);
     b.invalidate(&key(1)).await.unwrap();
     let took = within(Duration::from_millis(100), || a.get(&key(1)).is_none()).await;
     assert!(
         took.is_some(),
         "a still served the invalidated key after 100 ms"
+    );
+    assert_eq!(
+        removed(&a),
+        before + 1,
+        "the entry the message removed counts in its tier on the instance that held it"
     );
 }
 
