@@ -11,9 +11,8 @@ use crate::rng;
 /// The longest incoming id the default rule keeps.
 pub const MAX_LEN: usize = 128;
 
-/// One byte of `[A-Za-z0-9._:-]`, without branches, so a whole id is checked with vector instructions.
-#[inline]
-fn is_id_byte(b: u8) -> bool {
+/// One byte of `[A-Za-z0-9._:-]`, without branches.
+const fn is_id_byte(b: u8) -> bool {
     ((b | 0x20).wrapping_sub(b'a') < 26)
         | (b.wrapping_sub(b'0') < 10)
         | (b == b'.')
@@ -21,6 +20,19 @@ fn is_id_byte(b: u8) -> bool {
         | (b == b':')
         | (b == b'-')
 }
+
+/// [`is_id_byte`] for every byte value: one load per byte of an incoming id.
+static ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        #[allow(clippy::cast_possible_truncation)] // b < 256
+        let byte = b as u8;
+        table[b] = is_id_byte(byte);
+        b += 1;
+    }
+    table
+};
 
 /// A request id: printable ASCII, cheap to clone (it shares the header's bytes).
 ///
@@ -43,7 +55,9 @@ impl RequestId {
     pub fn is_valid(bytes: &[u8]) -> bool {
         !bytes.is_empty()
             && bytes.len() <= MAX_LEN
-            && bytes.iter().fold(true, |ok, &b| ok & is_id_byte(b))
+            && bytes
+                .iter()
+                .fold(true, |ok, &b| ok & ID_BYTES[usize::from(b)])
     }
 
     /// An id from a header value, checked with [`RequestId::is_valid`].
@@ -304,6 +318,14 @@ mod tests {
                 std::str::from_utf8(&hyphenated(bytes)).unwrap(),
                 uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
             );
+        }
+    }
+
+    #[test]
+    fn byte_table_matches_the_charset() {
+        for b in 0..=u8::MAX {
+            let expected = b.is_ascii_alphanumeric() || b".-_:".contains(&b);
+            assert_eq!(ID_BYTES[usize::from(b)], expected, "byte {b}");
         }
     }
 
