@@ -300,3 +300,95 @@ async fn query_cache_hit_rate_per_interval_reaches_status_and_warns_below_the_fl
     assert_eq!(health.check_status("dashboard-cache"), Some(Status::Pass));
     refresher.stop();
 }
+
+#[derive(Debug, Clone)]
+enum BreakerOp {
+    Fail(usize),
+    Succeed(usize),
+    Advance(u64),
+    ForceOpen(usize),
+    Reset(usize),
+    /// Takes a permit and keeps it: a call in flight, or a half-open probe not yet ended.
+    Hold(usize),
+    /// Ends the oldest held call, with success or failure.
+    Release(bool),
+}
+
+fn breaker_op() -> impl proptest::strategy::Strategy<Value = BreakerOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..3usize).prop_map(BreakerOp::Fail),
+        3 => (0..3usize).prop_map(BreakerOp::Succeed),
+        2 => (1..40u64).prop_map(BreakerOp::Advance),
+        1 => (0..3usize).prop_map(BreakerOp::ForceOpen),
+        1 => (0..3usize).prop_map(BreakerOp::Reset),
+        2 => (0..3usize).prop_map(BreakerOp::Hold),
+        2 => proptest::bool::ANY.prop_map(BreakerOp::Release),
+    ]
+}
+
+/// What the current states alone call for.
+fn expected(registry: &BreakerRegistry, fail_when_open: bool) -> Status {
+    use tower_circuitbreaker::BreakerState as S;
+    registry
+        .snapshots()
+        .iter()
+        .map(|s| match s.state {
+            S::Open | S::ForcedOpen if fail_when_open => Status::Fail,
+            S::Open | S::ForcedOpen | S::HalfOpen => Status::Warn,
+            _ => Status::Pass,
+        })
+        .max()
+        .unwrap_or(Status::Pass)
+}
+
+proptest::proptest! {
+    /// Whatever real breakers go through, the check is never better than their current states call for, is
+    /// exactly that once no transition happened since the previous run, and shows every breaker.
+    #[test]
+    fn breaker_check_follows_the_states_of_real_breakers(
+        ops in proptest::collection::vec(breaker_op(), 1..60),
+        fail_when_open in proptest::bool::ANY,
+    ) {
+        let (registry, clock) = breaker_registry();
+        let check = BreakerRegistryCheck::new(&registry).fail_when_open(fail_when_open);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let breakers: Vec<_> = ["a", "b", "c"].iter().map(|n| registry.get(n)).collect();
+        let mut held = std::collections::VecDeque::new();
+        for op in ops {
+            match op {
+                BreakerOp::Fail(i) => {
+                    if let Ok(p) = breakers[i].try_acquire() {
+                        p.failure();
+                    }
+                }
+                BreakerOp::Succeed(i) => {
+                    if let Ok(p) = breakers[i].try_acquire() {
+                        p.success();
+                    }
+                }
+                BreakerOp::Advance(s) => clock.advance(Duration::from_secs(s)),
+                BreakerOp::ForceOpen(i) => breakers[i].force_open(),
+                BreakerOp::Reset(i) => breakers[i].reset(),
+                BreakerOp::Hold(i) => {
+                    if let Ok(p) = breakers[i].try_acquire() {
+                        held.push_back(p);
+                    }
+                }
+                BreakerOp::Release(ok) => {
+                    if let Some(p) = held.pop_front() {
+                        if ok { p.success() } else { p.failure() }
+                    }
+                }
+            }
+            let want = expected(&registry, fail_when_open);
+            let first = rt.block_on(health_kit::Check::run(&check));
+            proptest::prop_assert!(first.status() >= want, "{first:?} below {want:?}");
+            proptest::prop_assert!(first.status() <= want.max(Status::Warn));
+            let again = rt.block_on(health_kit::Check::run(&check));
+            proptest::prop_assert_eq!(again.status(), want, "{:?}", again);
+            proptest::prop_assert_eq!(again.measurements().len(), registry.len() + 1);
+            proptest::prop_assert_eq!(again.status() == Status::Pass, again.output_text().is_none());
+        }
+    }
+}
