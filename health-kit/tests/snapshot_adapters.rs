@@ -392,3 +392,44 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Over any sequence of intervals of lookups on a real cache, `hitRate` is the interval's hits over its
+    /// lookups (to 0.1 %, rounded down), absent for an interval without lookups, and the check warns exactly
+    /// when that rate is below the floor over enough lookups.
+    #[test]
+    fn query_cache_hit_rate_is_the_intervals_own(
+        intervals in proptest::collection::vec(proptest::collection::vec(0..12u32, 0..40), 1..6),
+        floor in 0..=100u8,
+        min_lookups in 1..20u64,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let cache: QueryCache<u64> = QueryCache::builder().build().unwrap();
+        let check = QueryCacheCheck::new(&cache).warn_below(floor).min_lookups(min_lookups);
+        let mut seen = std::collections::HashSet::new();
+        for lookups in intervals {
+            let (mut hits, mut misses) = (0u64, 0u64);
+            for q in lookups {
+                if seen.insert(q) { misses += 1 } else { hits += 1 }
+                rt.block_on(load(&cache, &format!("q{q}")));
+            }
+            let observation = rt.block_on(health_kit::Check::run(&check));
+            let rate = &observation.measurements()[0];
+            proptest::prop_assert_eq!(rate.name(), "hitRate");
+            let total = hits + misses;
+            match (hits * 1000).checked_div(total) {
+                None => proptest::prop_assert!(rate.observed_value().is_none()),
+                Some(per_mille) => {
+                    #[allow(clippy::cast_precision_loss)]
+                    let want = per_mille as f64 / 10.0;
+                    proptest::prop_assert_eq!(rate.observed_value().and_then(Value::as_f64), Some(want));
+                }
+            }
+            let low = total >= min_lookups && hits * 100 < u64::from(floor) * total;
+            let want = if low { Status::Warn } else { Status::Pass };
+            proptest::prop_assert_eq!(observation.status(), want, "{:?}", observation);
+        }
+    }
+}
