@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::state::StripeRef;
+
 /// A call refused because the circuit is open (or forced open, or half-open with all probes taken).
 ///
 /// The generic tower layer returns it boxed in a `BoxError`; downcast to read it.
@@ -11,44 +13,10 @@ use std::time::Duration;
 #[error("circuit `{}` is open", self.name())]
 #[non_exhaustive]
 pub struct CircuitOpen {
-    // The breaker's name, copied in when it is short (as names from configuration are): building and dropping
-    // the error then touches no reference count, so a refusal costs one allocation in the `BoxError` tier
-    // and nothing shared between threads.
-    name: Name,
+    // The refusing thread's own reference to the breaker (for the name): cloning it bumps a count no other
+    // thread bumps, so a storm of refusals on many threads shares no cache line.
+    breaker: Arc<StripeRef>,
     retry_after: Option<Duration>,
-}
-
-/// Names up to this many bytes are copied into the error; longer ones are shared.
-const INLINE_NAME: usize = 38;
-
-#[derive(Clone)]
-enum Name {
-    Inline { len: u8, bytes: [u8; INLINE_NAME] },
-    Shared(Arc<str>),
-}
-
-impl Name {
-    #[inline]
-    fn new(name: &Arc<str>) -> Self {
-        match u8::try_from(name.len()) {
-            Ok(len) if name.len() <= INLINE_NAME => {
-                let mut bytes = [0; INLINE_NAME];
-                bytes[..name.len()].copy_from_slice(name.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Shared(Arc::clone(name)),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // A whole `str` was copied, so this is always valid UTF-8.
-            Self::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Self::Shared(s) => s,
-        }
-    }
 }
 
 impl fmt::Debug for CircuitOpen {
@@ -61,10 +29,9 @@ impl fmt::Debug for CircuitOpen {
 }
 
 impl CircuitOpen {
-    #[inline]
-    pub(crate) fn new(name: &Arc<str>, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn new(breaker: Arc<StripeRef>, retry_after: Option<Duration>) -> Self {
         Self {
-            name: Name::new(name),
+            breaker,
             retry_after,
         }
     }
@@ -72,7 +39,7 @@ impl CircuitOpen {
     /// The name of the breaker that refused the call.
     #[must_use]
     pub fn name(&self) -> &str {
-        self.name.as_str()
+        &self.breaker.0.name
     }
 
     /// The exact time until the next probe may be admitted, when that is known (`None` when the circuit is
@@ -151,12 +118,11 @@ mod tests {
     }
 
     #[test]
-    fn short_names_are_copied_and_long_ones_shared_both_read_back_whole() {
+    fn names_of_any_length_read_back_whole() {
         for name in [
             String::new(),
-            "é".repeat(19), // 38 bytes: the longest copied
-            "ü".repeat(20), // 40 bytes: shared
-            "a".repeat(39),
+            "é".repeat(19),
+            "ü".repeat(40),
             "payments.bank.example.com:443".to_owned(),
         ] {
             let b = Breaker::new(name.as_str(), BreakerConfig::default()).unwrap();

@@ -53,8 +53,7 @@ pin_project! {
     /// The future of [`CircuitBreaker`](crate::CircuitBreaker).
     pub struct ResponseFuture<F, C> {
         #[pin]
-        // boxed when the call is refused, so the future stays small and the error is handed out as is
-        kind: Kind<F, Box<CircuitOpen>>,
+        kind: Kind<F, CircuitOpen>,
         classifier: C,
     }
 }
@@ -70,7 +69,7 @@ impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn rejected(refusal: CircuitOpen, classifier: C) -> Self {
         Self {
             kind: Kind::Rejected {
-                refusal: Some(Box::new(refusal)),
+                refusal: Some(refusal),
             },
             classifier,
         }
@@ -101,7 +100,7 @@ where
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { refusal } => Poll::Ready(Err(match refusal.take() {
-                Some(r) => r,
+                Some(r) => Box::new(r),
                 None => "circuit breaker future polled after completion".into(),
             })),
         }

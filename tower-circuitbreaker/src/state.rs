@@ -435,10 +435,10 @@ impl Breaker {
         &self.core().name
     }
 
-    /// The error for a refusal.
+    /// The error for a refusal, holding this thread's stripe reference (no shared count to bump).
     #[cold]
     pub(crate) fn refusal(&self, refusal: Refusal) -> CircuitOpen {
-        CircuitOpen::new(&self.core().name, refusal.retry_after)
+        CircuitOpen::new(self.local(), refusal.retry_after)
     }
 
     /// The configuration.
