@@ -100,6 +100,19 @@ impl Clock {
         )
     }
 
+    /// Wall-clock milliseconds, comparable between processes (Redis records carry their freshness in it): the
+    /// Unix time for [`Clock::system`], the reading itself for [`Clock::manual`] (instances sharing a manual
+    /// clock agree).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn wall_ms(&self) -> u64 {
+        match &self.kind {
+            ClockKind::System(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ClockKind::Manual(ms) => ms.load(Ordering::Acquire),
+        }
+    }
+
     /// Milliseconds since this clock's origin.
     #[inline]
     #[must_use]

@@ -1,7 +1,9 @@
 //! Property against the real Redis: two instances sharing a Redis store, any sequence of loads and of
 //! invalidations of keys, tags and tenants issued on either; every read answers exactly what the model holds
 //! (the last value loaded since the last invalidation touching the key), so no value loaded before an
-//! invalidation of its key, tag or tenant is ever served. 64 cases (a real service).
+//! invalidation of its key, tag or tenant is ever served, nor one older than its TTL: the two stores share a
+//! manual clock that the sequence moves, so freshness in Redis is checked against the model too. 64 cases (a
+//! real service).
 #![cfg(feature = "redis")]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use query_cache::{CacheKey, QueryCache, RedisStore, Tier};
+use query_cache::{CacheKey, Clock, QueryCache, RedisStore, Tier};
 
 const KEYS: u8 = 4;
 const TAGS: [&str; 2] = ["invoices", "bank"];
@@ -20,7 +22,12 @@ enum Op {
     InvalidateKey(bool, u8),
     InvalidateTag(bool, u8, usize),
     InvalidateTenant(bool, u8),
+    /// Moves the shared clock by this many milliseconds.
+    Advance(u64),
 }
+
+/// `Tier::Short`'s default TTL.
+const TTL_MS: u64 = 60_000;
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -28,6 +35,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), 0..KEYS).prop_map(|(b, k)| Op::InvalidateKey(b, k)),
         1 => (any::<bool>(), 0..2u8, 0..TAGS.len()).prop_map(|(b, t, g)| Op::InvalidateTag(b, t, g)),
         1 => (any::<bool>(), 0..2u8).prop_map(|(b, t)| Op::InvalidateTenant(b, t)),
+        // Around the TTL often: just before, at and just after expiry.
+        1 => prop_oneof![0..TTL_MS + 1_000, (TTL_MS - 2)..(TTL_MS + 2)].prop_map(Op::Advance),
     ]
 }
 
@@ -48,10 +57,12 @@ fn two_instances_sharing_redis_answer_exactly_as_the_model() {
     let Some(redis) = runtime.block_on(test_support::redis()) else {
         return;
     };
+    let (clock, hand) = Clock::manual();
     let (a, b): (QueryCache<u64>, QueryCache<u64>) = runtime.block_on(async {
         let store = |prefix: &str| {
             RedisStore::builder(redis.url())
                 .prefix(prefix)
+                .clock(clock.clone())
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("store")
@@ -87,7 +98,8 @@ fn two_instances_sharing_redis_answer_exactly_as_the_model() {
                 .expect("tags")
         };
         runtime.block_on(async {
-            let mut model: [Option<u64>; KEYS as usize] = [None; KEYS as usize];
+            // The value each key holds and when it was loaded (by the shared clock).
+            let mut model: [Option<(u64, u64)>; KEYS as usize] = [None; KEYS as usize];
             let mut next = 0u64;
             for op in &ops {
                 match op {
@@ -100,20 +112,21 @@ fn two_instances_sharing_redis_answer_exactly_as_the_model() {
                             })
                             .await
                             .expect("loaded");
+                        let now = hand.now_ms();
                         let slot = &mut model[usize::from(*k)];
                         match *slot {
-                            Some(expected) => {
+                            Some((expected, loaded)) if now < loaded + TTL_MS => {
                                 prop_assert_eq!(got, expected, "key {} served another value", k)
                             }
-                            None => {
+                            _ => {
                                 prop_assert_eq!(
                                     got,
                                     fresh,
-                                    "key {} served an invalidated value",
+                                    "key {} served an invalidated or expired value",
                                     k
                                 );
                                 next += 1;
-                                *slot = Some(got);
+                                *slot = Some((got, now));
                             }
                         }
                     }
@@ -142,6 +155,7 @@ fn two_instances_sharing_redis_answer_exactly_as_the_model() {
                             model[usize::from(k)] = None;
                         }
                     }
+                    Op::Advance(ms) => hand.advance(Duration::from_millis(*ms)),
                 }
             }
             Ok(())

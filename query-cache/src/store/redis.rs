@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 use super::{BoxFuture, L2Lookup, L2Value, LocalInvalidator, SecondTier};
 use crate::cache::QueryCacheBuilder;
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::key::CacheKey;
 use crate::stats::RedisStatus;
@@ -94,6 +95,8 @@ pub(crate) struct RedisShared {
     pending: Mutex<Vec<Pending>>,
     has_pending: AtomicBool,
     script: redis::Script,
+    /// Freshness of records (wall clock; manual in tests).
+    clock: Clock,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,7 @@ pub struct RedisStoreBuilder {
     timeout: Duration,
     ping_interval: Duration,
     format: ValueFormat,
+    clock: Clock,
 }
 
 /// How values are encoded in Redis.
@@ -152,6 +156,14 @@ impl RedisStoreBuilder {
     /// How values are encoded (default [`ValueFormat::Postcard`]). Instances sharing keys must agree.
     pub fn format(mut self, format: ValueFormat) -> Self {
         self.format = format;
+        self
+    }
+
+    /// The clock that dates records' freshness (default [`Clock::system`]: Unix time, so instances compare
+    /// freshness across processes, within their clocks' skew). Tests share one [`Clock::manual`] between
+    /// stores to move time; Redis still drops records itself after their TTL plus stale window in real time.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -213,6 +225,7 @@ impl RedisStoreBuilder {
                 pending: Mutex::new(Vec::new()),
                 has_pending: AtomicBool::new(false),
                 script: redis::Script::new(SET_VALUE),
+                clock: self.clock,
             }),
         })
     }
@@ -227,6 +240,7 @@ impl RedisStore {
             timeout: Duration::from_millis(250),
             ping_interval: Duration::from_secs(1),
             format: ValueFormat::Postcard,
+            clock: Clock::system(),
         }
     }
 
@@ -460,12 +474,6 @@ struct Record {
     value: Option<Vec<u8>>,
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Splits `g1,g2,...|record` into the generations and the record bytes.
 fn split_generations(raw: &[u8]) -> Option<(Vec<u64>, &[u8])> {
     let bar = raw.iter().position(|&b| b == b'|')?;
@@ -529,7 +537,9 @@ where
                         Some(L2Value {
                             value,
                             fresh_for: Duration::from_millis(
-                                record.fresh_until_unix_ms.saturating_sub(unix_ms()),
+                                record
+                                    .fresh_until_unix_ms
+                                    .saturating_sub(shared.clock.wall_ms()),
                             ),
                             load_ms: record.load_ms,
                         })
@@ -558,7 +568,10 @@ where
             let record = Record {
                 version: RECORD_VERSION,
                 load_ms,
-                fresh_until_unix_ms: unix_ms().saturating_add(crate::clock::millis(fresh)),
+                fresh_until_unix_ms: shared
+                    .clock
+                    .wall_ms()
+                    .saturating_add(crate::clock::millis(fresh)),
                 value: encoded,
             };
             let bytes =
