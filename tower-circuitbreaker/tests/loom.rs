@@ -40,7 +40,9 @@ fn race(initial: u64, writers: &[u64]) -> u64 {
         })
         .collect();
     for h in handles {
-        h.join().unwrap();
+        if let Err(panic) = h.join() {
+            std::panic::resume_unwind(panic);
+        }
     }
     word.load(Relaxed)
 }
