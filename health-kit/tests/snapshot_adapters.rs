@@ -217,6 +217,41 @@ async fn fail_when_open_on_a_critical_check_makes_ready_503_and_live_stays_200()
     refresher.stop();
 }
 
+#[tokio::test]
+async fn a_large_registry_lists_breakers_at_fault_first_within_the_cap() {
+    let (registry, _clock) = breaker_registry();
+    let check = BreakerRegistryCheck::new(&registry).max_listed(15);
+    for n in 0..30 {
+        let name = format!("host-{n:02}");
+        registry.get(&name).try_acquire().unwrap().success();
+        if n % 5 == 4 || n >= 22 {
+            trip(&registry, &name); // 4, 9, 14, 19 and 22..=29: twelve open
+        }
+    }
+    let _ = health_kit::Check::run(&check).await; // takes in the openings
+    let observation = health_kit::Check::run(&check).await;
+    assert_eq!(observation.status(), Status::Warn);
+    let m = observation.measurements();
+    assert_eq!(m[0].name(), "breakers");
+    assert_eq!(m[0].observed_value(), Some(&Value::from(30)));
+    assert_eq!(m[0].fields()["open"], 12);
+    assert_eq!(m[0].fields()["listed"], 15);
+    assert_eq!(m.len(), 16);
+    let listed: Vec<_> = m[1..]
+        .iter()
+        .map(|m| m.observed_value().unwrap().clone())
+        .collect();
+    assert!(listed[..12].iter().all(|v| v == "open"), "{listed:?}");
+    assert!(listed[12..].iter().all(|v| v == "closed"), "{listed:?}");
+    let output = observation.output_text().unwrap();
+    assert!(
+        output.starts_with("host-04 open, next probe in 30s; host-09 open"),
+        "{output}"
+    );
+    assert!(output.ends_with("; and 2 more"), "{output}");
+    assert_eq!(output.matches(" open, ").count(), 10);
+}
+
 async fn load(cache: &QueryCache<u64>, query: &str) -> u64 {
     let key = CacheKey::new("org-1", query, &()).expect("a valid key");
     cache

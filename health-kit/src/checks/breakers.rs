@@ -47,10 +47,17 @@ use crate::status::Status;
 pub struct BreakerRegistryCheck {
     registry: BreakerRegistry,
     fail_when_open: bool,
+    max_listed: usize,
     events: Mutex<Receiver<Transition>>,
 }
 
+/// How many breakers at fault `output` names before `and N more`.
+const MAX_NAMED: usize = 10;
+
 impl BreakerRegistryCheck {
+    /// Default for [`BreakerRegistryCheck::max_listed`].
+    pub const DEFAULT_MAX_LISTED: usize = 100;
+
     /// A check of `registry` (a clone: registries are handles). It subscribes to the registry's transitions
     /// now, so a breaker that opens and closes again between two runs is still reported once.
     #[must_use]
@@ -58,6 +65,7 @@ impl BreakerRegistryCheck {
         Self {
             registry: registry.clone(),
             fail_when_open: false,
+            max_listed: Self::DEFAULT_MAX_LISTED,
             events: Mutex::new(registry.subscribe()),
         }
     }
@@ -66,6 +74,15 @@ impl BreakerRegistryCheck {
     #[must_use]
     pub fn fail_when_open(mut self, fail: bool) -> Self {
         self.fail_when_open = fail;
+        self
+    }
+
+    /// Lists at most `max` breakers as measurements, those at fault first (a registry may hold thousands, one
+    /// per upstream host); the `breakers` measurement still counts them all and `output` names the first ten at
+    /// fault.
+    #[must_use]
+    pub fn max_listed(mut self, max: usize) -> Self {
+        self.max_listed = max;
         self
     }
 
@@ -97,16 +114,25 @@ impl BreakerRegistryCheck {
         };
         let mut status = Status::Pass;
         let mut output = String::new();
+        let mut notes = 0usize;
         let mut note = |s: Status, text: &str| {
             status = status.max(s);
-            if !output.is_empty() {
-                output.push_str("; ");
+            notes += 1;
+            if notes <= MAX_NAMED {
+                if !output.is_empty() {
+                    output.push_str("; ");
+                }
+                output.push_str(text);
             }
-            output.push_str(text);
         };
         let (mut open, mut half_open) = (0u64, 0u64);
-        let mut measurements = Vec::with_capacity(snapshots.len() + 1);
+        // Breakers at fault first, so a cap on the list never hides one of them behind closed ones.
+        let mut at_fault = Vec::new();
+        let mut fine = Vec::new();
         for s in &snapshots {
+            let faulty = s.state.refuses_calls()
+                || s.state == BreakerState::HalfOpen
+                || opened.contains_key(&*s.name);
             match s.state {
                 BreakerState::Open | BreakerState::ForcedOpen => {
                     open += 1;
@@ -154,7 +180,11 @@ impl BreakerRegistryCheck {
             if let Some(d) = s.next_probe_in {
                 m = m.field("nextProbeInMs", duration_ms(d));
             }
-            measurements.push(m);
+            if faulty {
+                at_fault.push(m);
+            } else if fine.len() < self.max_listed {
+                fine.push(m);
+            }
         }
         if lost > 0 {
             note(
@@ -162,11 +192,18 @@ impl BreakerRegistryCheck {
                 &format!("{lost} breaker transition(s) since the last check were not seen"),
             );
         }
+        if notes > MAX_NAMED {
+            let _ = write!(output, "; and {} more", notes - MAX_NAMED);
+        }
+        let mut measurements = at_fault;
+        measurements.extend(fine);
+        measurements.truncate(self.max_listed);
         let summary = Measurement::new("breakers")
             .value(snapshots.len())
             .unit("breakers")
             .field("open", open)
-            .field("halfOpen", half_open);
+            .field("halfOpen", half_open)
+            .field("listed", measurements.len());
         let mut observation = match status {
             Status::Pass => Observation::pass(),
             Status::Warn => Observation::warn(output),
