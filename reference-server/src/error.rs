@@ -32,6 +32,9 @@ pub enum AppError {
     /// Nothing here, or nothing this tenant may see (404).
     #[error("not found")]
     NotFound,
+    /// Too many failed sign-ins for the account named (429, with `Retry-After` in seconds).
+    #[error("too many attempts")]
+    TooManyAttempts(u64),
     /// The request conflicts with the current state (409).
     #[error("conflict: {0}")]
     Conflict(&'static str),
@@ -157,6 +160,19 @@ impl IntoResponse for AppError {
                 None,
                 &[],
             ),
+            Self::TooManyAttempts(retry_after) => {
+                let mut response = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "https://iana.org/assignments/http-problem-types#quota-exceeded",
+                    "Too many attempts",
+                    Some("the credentials or token were not accepted".to_owned()),
+                    &[],
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after.max(1).into());
+                response
+            }
             Self::Conflict(what) => problem(
                 StatusCode::CONFLICT,
                 "/problems/conflict",

@@ -16,6 +16,7 @@ mod http;
 mod idempotency;
 pub mod logging;
 mod metrics;
+pub mod ratelimit;
 pub mod routes;
 
 use std::future::Future;
@@ -43,6 +44,7 @@ struct Inner {
     keys: KeyRing,
     clock: Clock,
     health: health_kit::Health,
+    limits: Option<ratelimit::Limits>,
 }
 
 impl AppState {
@@ -61,6 +63,15 @@ impl AppState {
         let dashboards = (!config.query_cache_disabled)
             .then(|| query_cache::QueryCache::builder().build().ok())
             .flatten();
+        // Checked once at start-up by `run` (a bad policy file stops it); tests that build a state directly with
+        // a bad one run without limits.
+        let limits = if config.rate_limit_disabled {
+            None
+        } else {
+            ratelimit::Limits::from_config(&config)
+                .map_err(|e| tracing::error!(error = %e, "rate limits not set up"))
+                .ok()
+        };
         let health = health::registry(&config, &db, dashboards.as_ref()).unwrap_or_else(|e| {
             // The checks are fixed by this code: a refusal is a bug of ours, not an operator's input.
             tracing::error!(error = %e, "health registry refused the server's checks; serving without them");
@@ -74,6 +85,7 @@ impl AppState {
                 keys,
                 clock,
                 health,
+                limits,
             }),
         }
     }
@@ -108,6 +120,12 @@ impl AppState {
     #[must_use]
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The rate limits; `None` with `RATE_LIMIT_DISABLED=true`.
+    #[must_use]
+    pub fn limits(&self) -> Option<&ratelimit::Limits> {
+        self.inner.limits.as_ref()
     }
 
     /// The health registry behind `/health/*`.
@@ -145,7 +163,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let config = state.config().clone();
     let _ = metrics::handle(); // installs the recorder before the first request is counted
-    let routes = Router::new()
+    let mut api = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
         .merge(routes::audit::router())
@@ -154,16 +172,24 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::integrity::router())
         .merge(routes::dashboard::router())
         .merge(routes::rights::router())
-        .route("/metrics", axum::routing::get(metrics::render))
         .with_state(state.clone())
-        // Inside authentication, so `/health/status` can show details to owners and admins; a probe without
-        // an Authorization header passes through it untouched.
-        .merge(state.health().router())
-        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
-        ))
+        ));
+    if let Some(limits) = state.limits() {
+        api = api.layer(limits.layer());
+    }
+    let routes = Router::new()
+        .merge(api)
+        // Probes and scrapes are not rate limited; inside authentication, so `/health/status` can show details
+        // to owners and admins (a probe without an Authorization header passes through it untouched).
+        .merge(state.health().router())
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::render).with_state(state.clone()),
+        )
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(
             state,
             auth::authenticate,
@@ -187,6 +213,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The rate limits could not be set up.
+    #[error(transparent)]
+    Limits(ratelimit::LimitsError),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
@@ -227,9 +256,13 @@ pub async fn serve(
         tokio::time::sleep(drain).await;
         tracing::info!("drain period over, closing the listener and finishing in-flight requests");
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await?;
+    // The peer address feeds the rate limiter's client keys.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await?;
     state.db().close().await;
     tracing::info!("stopped");
     Ok(())
@@ -250,6 +283,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tracing::warn!(
             "AUDIT_CHAIN_KEY is not set: using a key generated for this process; set it to verify the audit chain later"
         );
+    }
+    if !config.rate_limit_disabled {
+        ratelimit::Limits::from_config(&config).map_err(StartError::Limits)?;
     }
     let db = open_database(&config).await?;
     tracing::info!(backend = db.backend(), "database ready, migrations applied");

@@ -82,7 +82,43 @@ on_both_backends!(
     expired_and_forged_tokens_are_refused,
     bad_bodies_get_problem_answers_and_write_nothing,
     another_tenants_user_is_not_found,
+    failed_logins_are_limited_per_account_and_per_client_and_successes_are_free,
 );
+
+async fn failed_logins_are_limited_per_account_and_per_client_and_successes_are_free(
+    backend: Backend,
+) {
+    let server = test_support::require!(server(backend, &[]).await);
+    register(&server, "Acme", "olive@example.com").await;
+    // Successful sign-ins charge nothing.
+    for _ in 0..6 {
+        assert_eq!(
+            login(&server, "olive@example.com", PASSWORD).await.0,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            login(&server, "Olive@Example.com", "wrong password here")
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (status, problem) = login(&server, "olive@example.com", PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the account has no attempts left, even with the right password"
+    );
+    assert_eq!(
+        problem["type"],
+        "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    );
+    // The client address is spent too: another account from it is refused by the `auth` limit.
+    let (status, _) = login(&server, "nobody@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
 
 async fn register_then_login_gives_tokens_that_open_protected_routes(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
@@ -220,7 +256,15 @@ async fn idle_timeout_ends_a_session(backend: Backend) {
 async fn sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_until_the_owner_unlocks(
     backend: Backend,
 ) {
-    let server = test_support::require!(server(backend, &[("ACCESS_TOKEN_TTL", "1h")]).await);
+    // The per-IP `auth` limit would refuse these attempts too; it is off here so that the account lock alone
+    // is what refuses the sixth (the limits have their own test below).
+    let server = test_support::require!(
+        server(
+            backend,
+            &[("ACCESS_TOKEN_TTL", "1h"), ("RATE_LIMIT_DISABLED", "true")]
+        )
+        .await
+    );
     let owner = register(&server, "Hotel", "owner@hotel.example").await;
     let (status, staff) = call(
         &server.state,

@@ -13,6 +13,58 @@ use crate::auth::Principal;
 use crate::domain::identity::{self, Registration};
 use crate::error::{AppError, JsonBody};
 
+/// The peer address of the connection (none in tests that call the app in process) and the headers, from
+/// which the rate limiter reads the client address.
+pub(crate) struct Client(
+    pub(crate) Option<std::net::SocketAddr>,
+    pub(crate) axum::http::HeaderMap,
+);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        Ok(Self(peer, parts.headers.clone()))
+    }
+}
+
+/// Runs a sign-in attempt under the `auth` and `auth_account` limits: refused at once (429) when the account
+/// has no attempts left, charged to both when it fails.
+async fn limited<F>(
+    state: &AppState,
+    client: &Client,
+    account: &str,
+    attempt: F,
+) -> Result<Response, AppError>
+where
+    F: Future<Output = Result<identity::Tokens, AppError>>,
+{
+    let account = account.trim().to_lowercase();
+    if let Some(limits) = state.limits()
+        && let Err(retry_after) = limits.account_may_try(&account).await
+    {
+        return Err(AppError::TooManyAttempts(retry_after));
+    }
+    match attempt.await {
+        Ok(tokens) => Ok(Json(tokens).into_response()),
+        Err(e) => {
+            if let (Some(limits), AppError::Unauthorized) = (state.limits(), &e) {
+                limits
+                    .charge_failure(limits.client(client.0, &client.1), &account)
+                    .await;
+            }
+            Err(e)
+        }
+    }
+}
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/auth/register", post(register))
@@ -60,11 +112,17 @@ struct LoginBody {
 
 async fn login(
     State(state): State<AppState>,
+    client: Client,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, AppError> {
     let _ = body.totp;
-    let tokens = identity::login(&state, &body.email, &body.password).await?;
-    Ok(Json(tokens).into_response())
+    limited(
+        &state,
+        &client,
+        &body.email,
+        identity::login(&state, &body.email, &body.password),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,12 +132,30 @@ struct PinBody {
     pin: String,
 }
 
+/// PIN attempts are counted per account in the database (five failures lock the account until its owner
+/// unlocks it, whatever the source), and per client address by the `auth` limit.
 async fn pin(
     State(state): State<AppState>,
+    client: Client,
     JsonBody(body): JsonBody<PinBody>,
 ) -> Result<Response, AppError> {
-    let tokens = identity::login_pin(&state, &body.email, &body.pin).await?;
-    Ok(Json(tokens).into_response())
+    let outcome = identity::login_pin(&state, &body.email, &body.pin).await;
+    if let (Some(limits), Err(AppError::Unauthorized)) = (state.limits(), &outcome)
+        && let Some(auth) = limits.policies.limit("auth")
+    {
+        let ip = limits.client(client.0, &client.1);
+        let _ = limits
+            .limiter
+            .decide(
+                &[tower_ratelimit::Check::charge(
+                    auth,
+                    tower_ratelimit::Key::Ip(ip),
+                )],
+                1,
+            )
+            .await;
+    }
+    outcome.map(|tokens| Json(tokens).into_response())
 }
 
 #[derive(Debug, Deserialize)]
