@@ -66,10 +66,10 @@ where
 
 /// A check that reads a snapshot another part of the program keeps in memory, with a plain closure.
 ///
-/// This is how breaker states and cache hit rates reach `/health/status`: the server passes a closure that
-/// reads the circuit breaker registry's or the query cache's public snapshot and maps it to an
-/// [`Observation`] (an open breaker to `fail` or `warn`, a hit rate to a `utilization` measurement). The
-/// closure runs on the runtime's thread, so it must be quick and must not block.
+/// For any in-memory state without a typed check (for breaker registries and query caches, see
+/// `checks::BreakerRegistryCheck` and `checks::QueryCacheCheck` behind their features): the closure reads a
+/// snapshot and maps it to an [`Observation`]. It runs on the runtime's thread, so it must be quick and must
+/// not block.
 ///
 /// ```
 /// use std::sync::Arc;
