@@ -405,10 +405,12 @@ impl<V: Clone + Send + Sync + 'static> QueryCache<V> {
     /// the key's invalidation is queued for when Redis answers; this process has the value anyway.
     pub async fn insert(&self, key: &CacheKey, tier: Tier, value: V) {
         let inner = &self.inner;
-        let snapshot = inner.snapshot(key);
         let value = Some(value);
-        let ttl = millis(inner.ttls.ttl(tier));
-        inner.store_local(key, tier, &value, ttl, 0, snapshot, None);
+        if inner.l1.is_some() {
+            // Without an in-process tier (Redis only), no generation snapshot (a lock, allocations) is taken.
+            let ttl = millis(inner.ttls.ttl(tier));
+            inner.store_local(key, tier, &value, ttl, 0, inner.snapshot(key), None);
+        }
         match &inner.l2 {
             Some(l2) if l2.readable() => {
                 let fresh = inner.ttls.ttl(tier);

@@ -39,12 +39,14 @@ use crate::stats::RedisStatus;
 /// their in-process copy); `ARGV[4]` is the generation TTL, `ARGV[5]` the channel, `ARGV[6]` the message.
 const SET_VALUE: &str = r"
 local mode = ARGV[3]
-if mode == 'current' then
-  redis.call('INCR', KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
 local seen = {}
-for i = 2, #KEYS do
+local first = 2
+if mode == 'current' then
+  seen[1] = redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  first = 3
+end
+for i = first, #KEYS do
   local g = redis.call('GET', KEYS[i]) or '0'
   if mode == 'check' and tonumber(g) ~= tonumber(ARGV[i + 2]) then return 0 end
   seen[#seen + 1] = g
