@@ -168,7 +168,8 @@ pub struct TierStats {
     /// lookup next finds and removes it (an obsolete entry never read again leaves as an eviction, uncounted
     /// here). A flush ([`QueryCache::clear_local`], a subscriber reconnect) is counted only in
     /// [`StatsSnapshot::invalidated_all`] and [`StatsSnapshot::l1_flushes`]. Calls are counted whatever they
-    /// removed in [`StatsSnapshot::invalidated_keys`] and [`StatsSnapshot::invalidated_tags`].
+    /// removed in [`StatsSnapshot::invalidated_keys`] and [`StatsSnapshot::invalidated_tags`]. A cache with no
+    /// in-process tier (Redis only) holds no entry to remove and counts only the calls.
     pub invalidations: u64,
 }
 
