@@ -66,6 +66,13 @@ fn ours_minute() -> Limit {
     Limit::new("per_second", Quota::per_second(1_000_000).unwrap()).unwrap()
 }
 
+/// Ours on std `Instant` (`MonotonicClock`), the default clock before `TscClock`.
+fn std_clock_limiter() -> RateLimiter {
+    RateLimiter::builder()
+        .clock(tower_ratelimit::MonotonicClock::new())
+        .build()
+}
+
 fn keyed_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("ratelimit/keyed_check");
     group_settings(&mut group);
@@ -111,15 +118,16 @@ fn keyed_check(c: &mut Criterion) {
     });
     group.finish();
 
-    // Both on the same kind of clock, std `Instant`: ours as configured by default, governor with its
-    // `MonotonicClock` instead of quanta.
+    // Both on the same kind of clock, std `Instant`: ours with `MonotonicClock` (the default before the TSC
+    // clock), governor with its `MonotonicClock` instead of quanta.
     let mut group = c.benchmark_group("ratelimit/keyed_check_std_clock");
     group_settings(&mut group);
+    let ours_std = std_clock_limiter();
     let mut k = 0u64;
     group.bench_function("ours", |b| {
         b.iter(|| {
             k = (k + 1) % KEYS;
-            black_box(ours.check_now(Key::Id(k), &limit, 1).is_allowed())
+            black_box(ours_std.check_now(Key::Id(k), &limit, 1).is_allowed())
         });
     });
     let governor_std = governor::RateLimiter::dashmap_with_clock(
@@ -150,6 +158,22 @@ fn keyed_check(c: &mut Criterion) {
             ];
             black_box(
                 ours.decide(&checks, 1)
+                    .into_ready()
+                    .is_ok_and(|d| d.is_allowed()),
+            )
+        });
+    });
+    let mut k = 0u64;
+    group.bench_function("ours_std_clock", |b| {
+        b.iter(|| {
+            k = (k + 1) % KEYS;
+            let checks = [
+                Check::charge(&minute, Key::Id(k)),
+                Check::charge(&hour, Key::Id(k)),
+            ];
+            black_box(
+                ours_std
+                    .decide(&checks, 1)
                     .into_ready()
                     .is_ok_and(|d| d.is_allowed()),
             )
@@ -199,6 +223,11 @@ fn two_threads(c: &mut Criterion) {
         c,
         "ratelimit/keyed_check_two_threads",
         &RateLimiter::in_memory(),
+    );
+    two_threads_with(
+        c,
+        "ratelimit/keyed_check_two_threads_std_clock",
+        &std_clock_limiter(),
     );
     let coarse = RateLimiter::builder()
         .clock(tower_ratelimit::CoarseClock::new(Duration::from_millis(1)).unwrap())

@@ -48,9 +48,10 @@
 //! - **Memory.** The memory store holds at most [`MemoryConfig::max_keys`] cells (rounded down to a multiple of
 //!   the shard count), plus one overflow cell per shard and limit: past the cap, new keys share their shard's
 //!   overflow budget (stricter, never looser). Lapsed keys are swept as shards grow.
-//! - **Clocks.** Time comes from a [`Clock`]: [`MonotonicClock`] (std `Instant`, exact) by default,
-//!   [`ManualClock`] in tests, [`CoarseClock`] when reading `Instant` costs too much (opt-in; its lag loosens the
-//!   window bound by at most `tick / T` units). The Redis store uses Redis' own `TIME` unless the clock is a
+//! - **Clocks.** Time comes from a [`Clock`]: by default [`TscClock`] (the TSC, only where the kernel uses it
+//!   as its own clocksource, clamped per thread so it never runs backwards; `Instant` elsewhere; exact),
+//!   [`MonotonicClock`] (std `Instant`, exact), [`ManualClock`] in tests, [`CoarseClock`] (opt-in; its lag
+//!   loosens the window bound by at most `tick / T` units). A decision reads the clock once for all its limits. The Redis store uses Redis' own `TIME` unless the clock is a
 //!   test clock. Clones of the limiter and of the layer share one budget.
 //! - **Redis Cluster.** All keys of a decision (and, with batching, of a batch) must share a hash tag: put one in
 //!   the prefix (`{rl}:`), or turn batching off and keep a decision's keys on one slot.
@@ -77,7 +78,7 @@ mod service;
 pub mod store;
 
 pub use body::ResponseBody;
-pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock};
+pub use clock::{Clock, CoarseClock, ManualClock, MonotonicClock, TscClock};
 pub use decision::{Decision, DecisionSource};
 pub use error::{ConfigError, StoreError};
 pub use future::ResponseFuture;

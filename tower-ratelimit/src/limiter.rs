@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::clock::{Clock, MonotonicClock};
+use crate::clock::{Clock, TscClock};
 use crate::decision::Decision;
 use crate::gcra::{Limit, MAX_LIMITS_PER_DECISION};
 use crate::key::Key;
@@ -91,7 +91,7 @@ impl fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter with the default in-memory store and the monotonic clock.
+    /// A limiter with the default in-memory store and the default clock ([`TscClock`]).
     #[must_use]
     pub fn in_memory() -> Self {
         Self::builder().build()
@@ -281,7 +281,7 @@ impl fmt::Debug for RateLimiterBuilder {
 }
 
 impl RateLimiterBuilder {
-    /// The clock (default [`MonotonicClock`]).
+    /// The clock (default [`TscClock`]: the TSC clamped never to run backwards, or `Instant`).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -310,9 +310,7 @@ impl RateLimiterBuilder {
     /// The limiter.
     #[must_use]
     pub fn build(self) -> RateLimiter {
-        let clock = self
-            .clock
-            .unwrap_or_else(|| Arc::new(MonotonicClock::new()));
+        let clock = self.clock.unwrap_or_else(|| Arc::new(TscClock::new()));
         #[cfg(feature = "redis")]
         let backend = match self.redis {
             Some((store, policy)) => {

@@ -1,9 +1,12 @@
 //! The in-memory store: sharded, one atomic word per key, bounded.
 //!
-//! Each `(limit, key)` pair is hashed once (foldhash with a random seed per store, so clients cannot aim at one
-//! shard or make two keys share a state) to a 64-bit cell id. A shard is a `RwLock` around a map from cell id
-//! to an `AtomicU64` holding the TAT: a decision on a known key takes the shard's read lock and settles the key
-//! with a compare-and-swap, so decisions on one shard run side by side; only a new key takes the write lock.
+//! Each key is hashed once per check (foldhash with a random seed per store, so clients cannot aim at one shard
+//! or make two keys share a state); the hash picks the shard, and a bijective mix of it with the limit's name
+//! hash is the 64-bit cell id. A shard is a `RwLock` around a map from cell id to an `AtomicU64` holding the
+//! TAT: a decision on a known key takes the shard's read lock (one atomic read-modify-write to take, one to
+//! release; not lock-free) and settles the key with a compare-and-swap, so decisions on one shard run side by
+//! side; only a new key takes the write lock. All limits of one key live in one shard, so a decision over
+//! several limits of one key takes that read lock once.
 //!
 //! A TAT at or before now equals no state at all, so such cells are dropped by sweeps without changing any
 //! decision. A shard sweeps itself whenever it has doubled since its last sweep, so memory tracks the keys in use.
@@ -198,15 +201,13 @@ impl MemoryStore {
         }
     }
 
-    fn cell_id(&self, check: &Check<'_>) -> u64 {
-        self.inner
-            .hasher
-            .hash_one((check.limit.name_hash(), check.key))
-    }
-
-    fn shard_of(&self, id: u64) -> usize {
-        // The middle bits: hashbrown takes the low bits for the bucket and the top 7 for its control bytes.
-        usize::try_from((id >> 32) & self.inner.shard_mask).unwrap_or(0)
+    /// The key's seeded hash and the shard it lives in: every limit of one key lives in the same shard, so a
+    /// decision over several limits of one key takes one read lock.
+    fn locate(&self, check: &Check<'_>) -> (usize, u64) {
+        let key_hash = self.inner.hasher.hash_one(check.key);
+        // The middle bits: cell ids are a bijective mix of the whole hash, so the buckets stay independent.
+        let shard = usize::try_from((key_hash >> 32) & self.inner.shard_mask).unwrap_or(0);
+        (shard, cell_id(key_hash, check.limit.name_hash()))
     }
 
     /// Decides `checks` at `now_micros`: every check that is to be charged is charged when all fit, none
@@ -215,15 +216,27 @@ impl MemoryStore {
         if let [check] = checks {
             return self.decide_one(check, cost, now);
         }
-        let mut decision = Decision::new(DecisionSource::Memory);
         let n = checks.len().min(MAX_LIMITS_PER_DECISION);
+        let mut located = [(0usize, 0u64); MAX_LIMITS_PER_DECISION];
+        let mut one_shard = true;
+        for (i, check) in checks[..n].iter().enumerate() {
+            located[i] = self.locate(check);
+            one_shard &= located[i].0 == located[0].0;
+        }
+        if n >= 2
+            && one_shard
+            && cost > 0
+            && let Some(decision) = self.decide_known(&checks[..n], &located[..n], cost, now)
+        {
+            return decision;
+        }
+        let mut decision = Decision::new(DecisionSource::Memory);
         let mut cells = [(0usize, 0u64); MAX_LIMITS_PER_DECISION];
         let mut states = [0u64; MAX_LIMITS_PER_DECISION];
         let mut charged = [false; MAX_LIMITS_PER_DECISION];
         let mut all_fit = true;
         for (i, check) in checks[..n].iter().enumerate() {
-            let id = self.cell_id(check);
-            let shard = self.shard_of(id);
+            let (shard, id) = located[i];
             let name_hash = check.limit.name_hash();
             let quota = check.limit.quota();
             if check.charge && all_fit && cost > 0 {
@@ -263,12 +276,79 @@ impl MemoryStore {
         decision
     }
 
+    /// The common case of a set: every limit of one shard (one key), every cell known, every check charged.
+    /// One read lock for the whole set; `None` (nothing charged) when the case does not apply.
+    fn decide_known(
+        &self,
+        checks: &[Check<'_>],
+        located: &[(usize, u64)],
+        cost: u64,
+        now: u64,
+    ) -> Option<Decision> {
+        let table = self.inner.shards[located[0].0].read();
+        let mut cells: [Option<&AtomicU64>; MAX_LIMITS_PER_DECISION] =
+            [None; MAX_LIMITS_PER_DECISION];
+        for (i, (check, &(_, id))) in checks.iter().zip(located).enumerate() {
+            if !check.charge {
+                return None;
+            }
+            cells[i] = Some(table.cells.get(&id)?);
+        }
+        let mut states = [0u64; MAX_LIMITS_PER_DECISION];
+        let mut charged = 0;
+        let mut all_fit = true;
+        for (i, check) in checks.iter().enumerate() {
+            let cell = cells[i]?;
+            match cas_admit(cell, check.limit.quota(), cost, now) {
+                Ok(tat) => {
+                    states[i] = tat;
+                    charged += 1;
+                }
+                Err(tat) => {
+                    states[i] = tat;
+                    all_fit = false;
+                    break;
+                }
+            }
+        }
+        if !all_fit {
+            // Give back what was charged, as the general path does; the rest are described as they stand.
+            for (i, check) in checks.iter().enumerate().take(charged) {
+                let dec = check
+                    .limit
+                    .quota()
+                    .emission_interval_micros()
+                    .saturating_mul(cost);
+                let cell = cells[i]?;
+                states[i] = match cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                    Some(t.saturating_sub(dec))
+                }) {
+                    Ok(prev) | Err(prev) => prev.saturating_sub(dec),
+                };
+            }
+            for (i, cell) in cells
+                .iter()
+                .enumerate()
+                .take(checks.len())
+                .skip(charged + 1)
+            {
+                states[i] = cell.map_or(0, |c| c.load(Ordering::Acquire));
+            }
+        }
+        let mut decision = Decision::new(DecisionSource::Memory);
+        decision.allowed = all_fit;
+        for (i, check) in checks.iter().enumerate() {
+            let quota = check.limit.quota();
+            decision.push(describe(states[i], now, quota, cost, all_fit));
+        }
+        Some(decision)
+    }
+
     /// One check: the common case, without the bookkeeping of a set.
     #[inline]
     fn decide_one(&self, check: &Check<'_>, cost: u64, now: u64) -> Decision {
         let mut decision = Decision::new(DecisionSource::Memory);
-        let id = self.cell_id(check);
-        let shard = self.shard_of(id);
+        let (shard, id) = self.locate(check);
         let quota = check.limit.quota();
         let name_hash = check.limit.name_hash();
         let outcome = if check.charge && cost > 0 {
@@ -382,6 +462,18 @@ impl MemoryStore {
             Ok(prev) | Err(prev) => prev.saturating_sub(dec),
         }
     }
+}
+
+/// A cell's id: a bijective mix (murmur3's finalizer) of the key's seeded hash and the limit's name hash, so
+/// ids of one key under two limits differ, and which keys share an id stays as unpredictable as the seed.
+#[inline]
+fn cell_id(key_hash: u64, name_hash: u64) -> u64 {
+    let mut x = key_hash ^ name_hash;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Result<u64, u64> {
