@@ -145,6 +145,7 @@ impl RateLimiter {
     ///
     /// With the memory store the returned future is ready at once ([`Decide::into_ready`]); with Redis it owns
     /// what it needs and borrows nothing.
+    #[inline]
     pub fn decide(&self, checks: &[Check<'_>], cost: u64) -> Decide {
         let checks = &checks[..checks.len().min(MAX_LIMITS_PER_DECISION)];
         match &self.inner.backend {
@@ -213,6 +214,7 @@ impl Decide {
     /// # Errors
     ///
     /// Gives the pending round trip back when the decision needs the store.
+    #[inline]
     pub fn into_ready(self) -> Result<Decision, PendingDecision> {
         match self.state {
             DecideState::Ready(Some(d)) => Ok(d),

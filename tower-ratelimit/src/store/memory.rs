@@ -212,6 +212,7 @@ impl MemoryStore {
 
     /// Decides `checks` at `now_micros`: every check that is to be charged is charged when all fit, none
     /// otherwise.
+    #[inline]
     pub(crate) fn decide(&self, checks: &[Check<'_>], cost: u64, now: u64) -> Decision {
         if let [check] = checks {
             return self.decide_one(check, cost, now);
@@ -278,6 +279,7 @@ impl MemoryStore {
 
     /// The common case of a set: every limit of one shard (one key), every cell known, every check charged.
     /// One read lock for the whole set; `None` (nothing charged) when the case does not apply.
+    #[inline]
     fn decide_known(
         &self,
         checks: &[Check<'_>],
