@@ -72,7 +72,7 @@ impl Decision {
         let wait = self
             .outcomes()
             .iter()
-            .filter(|o| !o.fits)
+            .filter(|o| !o.fits())
             .map(|o| o.wait_micros)
             .max()
             .unwrap_or(0);
@@ -92,7 +92,7 @@ impl Decision {
         let wait = self
             .outcomes()
             .iter()
-            .filter(|o| !o.fits)
+            .filter(|o| !o.fits())
             .map(|o| o.wait_micros)
             .max()
             .unwrap_or(0);
@@ -105,7 +105,7 @@ impl Decision {
         self.outcomes()
             .iter()
             .enumerate()
-            .filter(move |(_, o)| !allowed && !o.fits)
+            .filter(move |(_, o)| !allowed && !o.fits())
             .map(|(i, _)| i)
     }
 
@@ -124,7 +124,7 @@ impl Decision {
             outcomes
                 .iter()
                 .enumerate()
-                .filter(|(_, o)| !o.fits)
+                .filter(|(_, o)| !o.fits())
                 .max_by_key(|(_, o)| o.wait_micros)
                 .map(|(i, _)| i)
         }

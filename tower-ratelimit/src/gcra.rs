@@ -258,15 +258,14 @@ pub(crate) fn admit(tat: u64, now: u64, quota: &Quota, cost: u64) -> Option<u64>
 /// a decision that nobody reads costs no division.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LimitOutcome {
-    /// Whether this limit alone would admit the request.
-    pub(crate) fits: bool,
     /// How far the state (after any charge) is ahead of now, in microseconds.
     pub(crate) ahead: u64,
     /// The emission interval.
     pub(crate) t: u64,
     /// The tolerance.
     pub(crate) tau: u64,
-    /// Microseconds until the request would fit; 0 when it fits; `u64::MAX` when it never can (cost > burst).
+    /// Microseconds until the request would fit; 0 exactly when it fits (so no separate flag: a decision of
+    /// eight outcomes stays small to copy); `u64::MAX` when it never can (cost > burst).
     pub(crate) wait_micros: u64,
 }
 
@@ -274,7 +273,7 @@ impl LimitOutcome {
     /// Whether this limit alone admits the request.
     #[must_use]
     pub fn fits(&self) -> bool {
-        self.fits
+        self.wait_micros == 0
     }
 
     /// Units still available after this decision.
@@ -316,7 +315,7 @@ impl LimitOutcome {
     /// `t` of the `RateLimit` field: whole seconds, rounded up; the wait when refused.
     #[must_use]
     pub fn reset_secs(&self) -> u64 {
-        if self.fits {
+        if self.fits() {
             self.reset_micros().div_ceil(1_000_000)
         } else {
             retry_secs(self.wait_micros)
@@ -341,23 +340,15 @@ pub(crate) fn describe(
     let t = quota.emission_micros;
     let tau = quota.tolerance_micros();
     let ahead = tat.saturating_sub(now);
-    let (fits, wait_micros) = if charged {
-        (true, 0)
+    let wait_micros = if charged {
+        0
     } else {
         match t.checked_mul(cost) {
-            Some(inc) if inc <= tau => {
-                let need = ahead.saturating_add(inc);
-                if need <= tau {
-                    (true, 0)
-                } else {
-                    (false, need - tau)
-                }
-            }
-            _ => (false, u64::MAX),
+            Some(inc) if inc <= tau => ahead.saturating_add(inc).saturating_sub(tau),
+            _ => u64::MAX,
         }
     };
     LimitOutcome {
-        fits,
         ahead,
         t,
         tau,
@@ -399,7 +390,7 @@ mod tests {
         let now = 10_000_000;
         let out = describe(0, now, &q, 1, false);
         assert_eq!(
-            (out.fits, out.remaining(), out.reset_micros()),
+            (out.fits(), out.remaining(), out.reset_micros()),
             (true, 60, 0)
         );
         let tat = admit(0, now, &q, 1).unwrap();
@@ -408,7 +399,7 @@ mod tests {
         let full = now + 60_000_000;
         let out = describe(full, now, &q, 1, false);
         assert_eq!(
-            (out.fits, out.remaining(), out.wait_micros),
+            (out.fits(), out.remaining(), out.wait_micros),
             (false, 0, 1_000_000)
         );
         assert_eq!(out.reset_secs(), 1);

@@ -649,7 +649,7 @@ impl RedisBackend {
                             for (outcome, &id) in decision.outcomes().iter().zip(&deny_ids) {
                                 let wait_one =
                                     (outcome.ahead + outcome.t).saturating_sub(outcome.tau);
-                                if !outcome.fits && wait_one > 0 {
+                                if !outcome.fits() && wait_one > 0 {
                                     cache.insert(id, now.saturating_add(wait_one), now);
                                 }
                             }
@@ -687,7 +687,6 @@ fn cached_refusal(cache: &DenyCache, ids: &[u64], checks: &[Check<'_>], now: u64
             Some(until) => {
                 let wait = until - now;
                 LimitOutcome {
-                    fits: false,
                     ahead: (tau + wait).saturating_sub(t),
                     t,
                     tau,
@@ -695,7 +694,6 @@ fn cached_refusal(cache: &DenyCache, ids: &[u64], checks: &[Check<'_>], now: u64
                 }
             }
             None => LimitOutcome {
-                fits: true,
                 ahead: 0,
                 t,
                 tau,
@@ -721,7 +719,6 @@ fn fallback(
             for check in checks {
                 let quota = check.limit.quota();
                 d.push(LimitOutcome {
-                    fits: true,
                     ahead: 0,
                     t: quota.emission_interval_micros(),
                     tau: quota.tolerance_micros(),
@@ -736,7 +733,6 @@ fn fallback(
             for check in checks {
                 let quota = check.limit.quota();
                 d.push(LimitOutcome {
-                    fits: false,
                     ahead: quota.tolerance_micros(),
                     t: quota.emission_interval_micros(),
                     tau: quota.tolerance_micros(),
