@@ -13,18 +13,7 @@ use support::{Backend, TestServer, call, server};
 const PASSWORD: &str = "correct horse battery staple";
 const KEY: &str = "an-audit-chain-key-of-at-least-32-bytes!";
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     writes_are_recorded_without_personal_data_and_readable_by_owners_only,
     an_intact_trail_verifies,
     an_edited_event_is_found,

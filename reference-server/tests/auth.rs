@@ -60,18 +60,7 @@ async fn refresh(server: &TestServer, token: &str) -> (StatusCode, Value) {
     .await
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     register_then_login_gives_tokens_that_open_protected_routes,
     unknown_account_and_wrong_password_get_the_same_answer,
     refresh_rotates_and_a_reused_token_revokes_the_whole_family,

@@ -11,18 +11,7 @@ use support::{Backend, TestServer, call, server};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
-
-on_both_backends!(tampered_rows_are_reported_and_closed_when_repaired);
+support::on_both_backends!(tampered_rows_are_reported_and_closed_when_repaired);
 
 async fn run(server: &TestServer, token: &str) -> Value {
     let (status, run) = call(

@@ -6,41 +6,15 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use support::{Backend, TestServer, call, server};
+use support::{Backend, PASSWORD, TestServer, call, server};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_sales_invoice_is_computed_issued_and_paid_with_its_journal_entries,
     an_import_whose_totals_do_not_add_up_is_refused_with_every_violation,
     a_purchase_invoice_posts_to_payables,
     voiding_reverses_an_unpaid_invoice_and_refuses_a_paid_one,
     reading_is_audited_and_tenants_and_roles_are_enforced,
 );
-
-async fn owner(server: &TestServer, email: &str) -> String {
-    let (status, body) = call(
-        &server.state,
-        "POST",
-        "/api/v1/auth/register",
-        None,
-        Some(json!({"organization_name": "Acme", "name": "Owner", "email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 fn aud(amount: &str) -> Value {
     json!({"amount": amount, "currency": "AUD"})
@@ -118,7 +92,7 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 
 async fn a_sales_invoice_is_computed_issued_and_paid_with_its_journal_entries(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let (status, invoice) = create(&server, &token, sales("INV-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{invoice}");
     assert_eq!(invoice["status"], "draft");
@@ -196,7 +170,7 @@ async fn a_sales_invoice_is_computed_issued_and_paid_with_its_journal_entries(ba
 
 async fn an_import_whose_totals_do_not_add_up_is_refused_with_every_violation(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let mut body = sales("IMP-1");
     body["totals"] = json!({
         "line_net_total": "139.90", "tax_exclusive_amount": "139.90", "tax_total": "13.98",
@@ -224,7 +198,7 @@ async fn an_import_whose_totals_do_not_add_up_is_refused_with_every_violation(ba
 
 async fn a_purchase_invoice_posts_to_payables(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let body = json!({
         "kind": "purchase", "number": "SUP-77", "counterparty": "Supplier Co",
         "issue_date": "2026-11-01", "due_date": "2026-12-01", "currency": "AUD",
@@ -258,7 +232,7 @@ async fn a_purchase_invoice_posts_to_payables(backend: Backend) {
 
 async fn voiding_reverses_an_unpaid_invoice_and_refuses_a_paid_one(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let (_, draft) = create(&server, &token, sales("INV-D")).await;
     let (status, voided) = act(&server, &token, draft["id"].as_str().unwrap(), "void", None).await;
     assert_eq!(
@@ -296,8 +270,8 @@ async fn voiding_reverses_an_unpaid_invoice_and_refuses_a_paid_one(backend: Back
 
 async fn reading_is_audited_and_tenants_and_roles_are_enforced(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "o@acme.example").await;
-    let other = owner(&server, "o@other.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
+    let other = support::owner(&server, "Acme", "o@other.example").await;
     let (_, invoice) = create(&server, &token, sales("INV-9")).await;
     let path = format!("/api/v1/invoices/{}", invoice["id"].as_str().unwrap());
 

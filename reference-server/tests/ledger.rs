@@ -6,41 +6,15 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use support::{Backend, TestServer, call, server};
+use support::{Backend, PASSWORD, TestServer, call, server};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_balanced_entry_posts_and_the_trial_balance_balances,
     entries_that_break_invariants_get_every_violation_and_write_nothing,
     an_account_that_may_not_go_negative_refuses_the_entry,
     a_reversal_undoes_an_entry_once,
     roles_and_tenants_are_enforced,
 );
-
-async fn owner(server: &TestServer, org: &str, email: &str) -> String {
-    let (status, body) = call(
-        &server.state,
-        "POST",
-        "/api/v1/auth/register",
-        None,
-        Some(json!({"organization_name": org, "name": "Owner", "email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 async fn account(server: &TestServer, token: &str, code: &str) -> String {
     let (status, accounts) =
@@ -114,7 +88,7 @@ fn codes(problem: &Value) -> Vec<String> {
 
 async fn a_balanced_entry_posts_and_the_trial_balance_balances(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "Acme", "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let (cash, equity) = (
         account(&server, &token, "1000").await,
         account(&server, &token, "3000").await,
@@ -138,7 +112,7 @@ async fn a_balanced_entry_posts_and_the_trial_balance_balances(backend: Backend)
 
 async fn entries_that_break_invariants_get_every_violation_and_write_nothing(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "Acme", "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let (cash, equity) = (
         account(&server, &token, "1000").await,
         account(&server, &token, "3000").await,
@@ -194,7 +168,7 @@ fn uuid_like() -> String {
 
 async fn an_account_that_may_not_go_negative_refuses_the_entry(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "Acme", "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let (status, petty) = call(
         &server.state,
         "POST",
@@ -238,7 +212,7 @@ async fn an_account_that_may_not_go_negative_refuses_the_entry(backend: Backend)
 
 async fn a_reversal_undoes_an_entry_once(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "Acme", "o@acme.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
     let (cash, equity) = (
         account(&server, &token, "1000").await,
         account(&server, &token, "3000").await,
@@ -282,8 +256,8 @@ async fn a_reversal_undoes_an_entry_once(backend: Backend) {
 
 async fn roles_and_tenants_are_enforced(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let token = owner(&server, "Acme", "o@acme.example").await;
-    let other = owner(&server, "Other", "o@other.example").await;
+    let token = support::owner(&server, "Acme", "o@acme.example").await;
+    let other = support::owner(&server, "Other", "o@other.example").await;
     let (status, _) = call(
         &server.state,
         "POST",

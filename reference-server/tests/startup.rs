@@ -114,8 +114,12 @@ async fn start(dir: &std::path::Path, vars: &[(&str, &str)]) -> Running {
 }
 
 fn sigterm(child: &Child) {
+    signal(child, "-TERM");
+}
+
+fn signal(child: &Child, which: &str) {
     let status = Command::new("kill")
-        .arg("-TERM")
+        .arg(which)
         .arg(child.id().to_string())
         .status()
         .unwrap();
@@ -316,4 +320,101 @@ fn create_owner_reads_the_password_from_stdin_and_the_owner_can_sign_in() {
         tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     });
+}
+
+#[tokio::test]
+async fn ctrl_c_drains_like_sigterm_and_logs_are_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let bind = addr.to_string();
+    let mut child = command(
+        dir.path(),
+        &[("BIND_ADDR", bind.as_str()), ("SHUTDOWN_DRAIN", "1s")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while support::http_get(addr, "/health/ready").await.map(|r| r.0) != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        support::http_get(addr, "/no/such/route").await.map(|r| r.0),
+        Some(404)
+    );
+    signal(&child, "-INT");
+    let output = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        (status, out)
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.0.success(),
+        "Ctrl-C drains and exits 0, got {}",
+        output.0
+    );
+    let lines: Vec<serde_json::Value> = output
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.to_string().contains("draining")),
+        "{}",
+        output.1
+    );
+    assert!(
+        lines.iter().all(|l| l.get("level").is_some()),
+        "every line is a structured event"
+    );
+}
+
+#[tokio::test]
+async fn log_format_pretty_writes_for_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let bind = addr.to_string();
+    let mut child = command(
+        dir.path(),
+        &[
+            ("BIND_ADDR", bind.as_str()),
+            ("SHUTDOWN_DRAIN", "100ms"),
+            ("LOG_FORMAT", "pretty"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while support::http_get(addr, "/health/live").await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(&child);
+    let out = tokio::task::spawn_blocking(move || {
+        child.wait().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("listening"), "{out}");
+    assert!(
+        out.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_err()),
+        "pretty output is not JSON: {out}"
+    );
 }

@@ -258,6 +258,22 @@ mod tests {
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 
+    #[tokio::test]
+    async fn a_missing_service_skips_the_test() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        assert!(
+            postgres_at("postgres://postgres@127.0.0.1:1/postgres".to_owned(), false)
+                .await
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "REQUIRE_SERVICES=1, so this fails instead of skipping")]
+    async fn a_missing_service_fails_the_test_when_services_are_required() {
+        let _ = postgres_at("postgres://postgres@127.0.0.1:1/postgres".to_owned(), true).await;
+    }
+
     #[test]
     fn unique_names_differ() {
         assert_ne!(unique_name("t"), unique_name("t"));

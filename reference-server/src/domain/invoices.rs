@@ -565,33 +565,19 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<InvoiceView>, AppError> {
     let org = principal.organization_id;
-    let rows: Vec<InvoiceRow> = match after {
-        None => {
-            let sql = format!(
-                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE organization_id = $1 ORDER BY id DESC LIMIT $2"
-            );
-            with_pool!(state.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
-                sql.clone()
-            ))
-            .bind(org)
-            .bind(limit)
-            .fetch_all(pool)
-            .await)?
-        }
-        Some(after) => {
-            let sql = format!(
-                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE organization_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-            );
-            with_pool!(state.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
-                sql.clone()
-            ))
-            .bind(org)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await)?
-        }
-    };
+    // No cursor: start above every id (the greatest UUID), so one query serves every page.
+    let after = after.unwrap_or(Uuid::max());
+    let sql = format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE organization_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+    );
+    let rows: Vec<InvoiceRow> = with_pool!(state.db(), |pool| sqlx::query_as(
+        sqlx::AssertSqlSafe(sql.clone())
+    )
+    .bind(org)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await)?;
     rows.iter().map(InvoiceRow::view).collect()
 }
 
@@ -950,29 +936,11 @@ pub async fn void(
                     .ok_or(AppError::Conflict("no issue entry"))?,
             )
             .await?;
-            let posting = Posting {
-                id: Uuid::now_v7(),
-                entry_date: state.clock().now().date(),
-                description: format!("Invoice {} voided", row.number),
-                source: Source::Reversal,
-                source_id: Some(row.id),
-                reverses: Some(original.id),
-                lines: original
-                    .lines
-                    .iter()
-                    .map(|l| {
-                        (
-                            l.account_id,
-                            if l.side == "debit" {
-                                Side::Credit
-                            } else {
-                                Side::Debit
-                            },
-                            l.amount,
-                        )
-                    })
-                    .collect(),
-            };
+            let posting = original.reversal(
+                state.clock().now().date(),
+                format!("Invoice {} voided", row.number),
+                row.id,
+            );
             transition(
                 state,
                 principal,

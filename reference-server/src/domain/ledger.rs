@@ -674,6 +674,33 @@ pub struct LineView {
     pub amount: Money,
 }
 
+impl EntryView {
+    /// The posting that reverses this entry: the same lines on the other sides, dated `date`.
+    #[must_use]
+    pub fn reversal(&self, date: Date, description: String, source_id: Uuid) -> Posting {
+        let flip = |side: &str| {
+            if side == "debit" {
+                Side::Credit
+            } else {
+                Side::Debit
+            }
+        };
+        Posting {
+            id: Uuid::now_v7(),
+            entry_date: date,
+            description,
+            source: Source::Reversal,
+            source_id: Some(source_id),
+            reverses: Some(self.id),
+            lines: self
+                .lines
+                .iter()
+                .map(|l| (l.account_id, flip(&l.side), l.amount))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, sqlx::FromRow)]
 struct EntryRow {
     id: Uuid,
@@ -754,30 +781,11 @@ pub async fn entry(
 pub async fn reverse(state: &AppState, principal: &Principal, id: Uuid) -> Result<Uuid, AppError> {
     principal.require(BOOKKEEPERS)?;
     let original = entry(state, principal, id).await?;
-    let lines = original
-        .lines
-        .iter()
-        .map(|l| {
-            (
-                l.account_id,
-                if l.side == "debit" {
-                    Side::Credit
-                } else {
-                    Side::Debit
-                },
-                l.amount,
-            )
-        })
-        .collect();
-    let posting = Posting {
-        id: Uuid::now_v7(),
-        entry_date: state.clock().now().date(),
-        description: format!("Reversal of {}", original.id),
-        source: Source::Reversal,
-        source_id: Some(original.id),
-        reverses: Some(original.id),
-        lines,
-    };
+    let posting = original.reversal(
+        state.clock().now().date(),
+        format!("Reversal of {}", original.id),
+        original.id,
+    );
     let org = principal.organization_id;
     let actor = Some(principal.user_id);
     let outcome = with_pool!(state.db(), |pool| async {

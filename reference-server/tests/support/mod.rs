@@ -1,6 +1,12 @@
 //! Shared helpers of the server's integration tests: a server on each backend, and raw HTTP over loopback.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // test helpers: a failure here is a failed test
+#![allow(
+    dead_code,
+    unused_macros,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used
+)] // test helpers: a failure here is a failed test
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -137,4 +143,35 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .await
         .ok()
         .flatten()
+}
+
+/// Declares each named `async fn(Backend)` test twice, in modules `sqlite` and `postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await; })*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The password every test user signs in with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Registers an organization with an owner whose email is `email`; answers the owner's access token.
+pub async fn owner(server: &TestServer, organization: &str, email: &str) -> String {
+    let body = serde_json::json!({"organization_name": organization, "name": "Owner", "email": email, "password": PASSWORD});
+    let (status, tokens) = call(
+        &server.state,
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
 }
