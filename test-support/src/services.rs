@@ -124,13 +124,18 @@ impl Drop for PgDatabase {
 /// When the server cannot be reached and `REQUIRE_SERVICES=1`, or when it answers but refuses to create the
 /// database.
 pub async fn postgres() -> Option<PgDatabase> {
-    let admin_url = postgres_admin_url();
-    let mut conn =
-        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&admin_url)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return unavailable("PostgreSQL", &format!("cannot connect: {e}")),
-            Err(_) => return unavailable("PostgreSQL", "connect timed out"),
-        };
+    postgres_at(postgres_admin_url(), services_required()).await
+}
+
+async fn postgres_at(admin_url: String, required: bool) -> Option<PgDatabase> {
+    let connect = PgConnection::connect(&admin_url);
+    let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            return unavailable_when(required, "PostgreSQL", &format!("cannot connect: {e}"));
+        }
+        Err(_) => return unavailable_when(required, "PostgreSQL", "connect timed out"),
+    };
     let name = unique_name("test");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
