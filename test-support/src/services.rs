@@ -34,9 +34,14 @@ fn unique_name(kind: &str) -> String {
 }
 
 fn unavailable<T>(service: &str, why: &str) -> Option<T> {
+    unavailable_when(services_required(), service, why)
+}
+
+/// Skips (prints why, `None`) or, when `required`, fails the test.
+fn unavailable_when<T>(required: bool, service: &str, why: &str) -> Option<T> {
     let message = format!("{service} unavailable for this test: {why}");
     assert!(
-        !services_required(),
+        !required,
         "{message} (REQUIRE_SERVICES=1, so this fails instead of skipping)"
     );
     eprintln!("skipped: {message}");
