@@ -122,6 +122,9 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `REDIS_URL`.
     pub redis_url: Option<Secret>,
+    /// `REDIS_KEY_PREFIX`: put before every Redis key of this deployment (several deployments, or test runs,
+    /// can share one Redis).
+    pub redis_key_prefix: String,
     /// `JWT_SECRET`, generated in development when missing.
     pub jwt_secret: Secret,
     /// Whether `jwt_secret` was generated at start (tokens then die with the process).
@@ -330,6 +333,16 @@ impl Config {
             r.fail("REDIS_URL", "must start with redis:// or rediss://");
         }
         let redis_url = redis_url.map(|u| Secret(u.into_bytes()));
+        let redis_key_prefix = r.raw("REDIS_KEY_PREFIX").unwrap_or("").to_owned();
+        if !redis_key_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            r.fail(
+                "REDIS_KEY_PREFIX",
+                "may hold letters, digits and - _ . : only",
+            );
+        }
 
         let jwt_algorithm = r.parse("JWT_ALGORITHM", JwtAlgorithm::Hs256, |v| match v {
             "HS256" => Ok(JwtAlgorithm::Hs256),
@@ -459,6 +472,7 @@ impl Config {
             database_url,
             db_max_connections,
             redis_url,
+            redis_key_prefix,
             jwt_secret,
             jwt_secret_generated,
             jwt_secret_previous,

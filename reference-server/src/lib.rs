@@ -61,7 +61,7 @@ impl AppState {
         // The defaults are valid (no zero TTL or capacity), so building cannot fail; if it did, the server
         // would run uncached rather than not at all.
         let dashboards = (!config.query_cache_disabled)
-            .then(|| query_cache::QueryCache::builder().build().ok())
+            .then(|| dashboard_cache(&config))
             .flatten();
         // Checked once at start-up by `run` (a bad policy file stops it); tests that build a state directly with
         // a bad one run without limits.
@@ -157,6 +157,34 @@ impl AppState {
     pub fn start_draining(&self) {
         self.inner.health.start_draining();
     }
+}
+
+/// The dashboard cache: in process, and with `REDIS_URL` two-level (Redis shared by every instance, each
+/// instance's in-process copy kept coherent over pub/sub). `None` only if the cache cannot be built at all.
+fn dashboard_cache(
+    config: &Config,
+) -> Option<query_cache::QueryCache<Arc<domain::dashboard::Dashboard>>> {
+    let builder = query_cache::QueryCache::builder();
+    let builder = match &config.redis_url {
+        Some(url) => {
+            let url = String::from_utf8_lossy(url.expose()).into_owned();
+            match query_cache::RedisStore::builder(url)
+                .prefix(format!("{}qc:", config.redis_key_prefix))
+                .build()
+            {
+                Ok(store) => builder.two_level(&store),
+                Err(e) => {
+                    tracing::error!(error = %e, "dashboard cache stays in process: Redis store not built");
+                    builder
+                }
+            }
+        }
+        None => builder,
+    };
+    builder
+        .build()
+        .map_err(|e| tracing::error!(error = %e, "dashboard cache not built"))
+        .ok()
 }
 
 /// The whole HTTP application.

@@ -60,7 +60,8 @@ impl Limits {
             let url = String::from_utf8_lossy(url.expose()).into_owned();
             let store = tower_ratelimit::RedisStore::new(
                 &url,
-                tower_ratelimit::RedisConfig::default().prefix("{rl}:"),
+                tower_ratelimit::RedisConfig::default()
+                    .prefix(format!("{}{{rl}}:", config.redis_key_prefix)),
             )?;
             builder = builder.redis(store, tower_ratelimit::FailurePolicy::FallbackToMemory);
         }
