@@ -1,5 +1,6 @@
 //! Prometheus metrics at `/metrics`, through the `metrics` facade: requests by method, route template and
-//! status with their durations, and the dashboard cache's counters read at scrape time.
+//! status with their durations; read at scrape time, the rate limiter's decisions per policy, its store's
+//! health, and the dashboard cache's counters.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -61,6 +62,23 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         metrics::gauge!("query_cache_hits", "cache" => "dashboard").set(u64_gauge(stats.hits()));
         metrics::gauge!("query_cache_misses", "cache" => "dashboard")
             .set(u64_gauge(stats.misses()));
+    }
+    if let Some(limits) = state.limits() {
+        // The policies' counters are shared by every clone of the layer, so this is the process's total.
+        for c in limits.policies.counters() {
+            for (outcome, value) in [
+                ("allowed", c.allowed),
+                ("rejected", c.rejected),
+                ("shadow_rejected", c.shadow_rejected),
+            ] {
+                metrics::gauge!("ratelimit_decisions", "policy" => c.name.clone(), "outcome" => outcome).set(u64_gauge(value));
+            }
+        }
+        let degraded = matches!(
+            limits.limiter.store_health(),
+            tower_ratelimit::StoreHealth::RedisDegraded
+        );
+        metrics::gauge!("ratelimit_store_degraded").set(if degraded { 1.0 } else { 0.0 });
     }
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
