@@ -57,14 +57,7 @@ impl AppState {
     /// As [`AppState::new`], with a clock that tests can move forward.
     #[must_use]
     pub fn with_clock(config: Config, db: Db, clock: Clock) -> Self {
-        let keys = KeyRing::from_config(&config);
-        // The defaults are valid (no zero TTL or capacity), so building cannot fail; if it did, the server
-        // would run uncached rather than not at all.
-        let dashboards = (!config.query_cache_disabled)
-            .then(|| dashboard_cache(&config))
-            .flatten();
-        // Checked once at start-up by `run` (a bad policy file stops it); tests that build a state directly with
-        // a bad one run without limits.
+        // Tests that build a state directly with a bad policy run without limits; `run` refuses to start.
         let limits = if config.rate_limit_disabled {
             None
         } else {
@@ -72,6 +65,22 @@ impl AppState {
                 .map_err(|e| tracing::error!(error = %e, "rate limits not set up"))
                 .ok()
         };
+        Self::with_limits(config, db, clock, limits)
+    }
+
+    /// The state with limits built (and checked) by the caller, so start-up builds them once.
+    fn with_limits(
+        config: Config,
+        db: Db,
+        clock: Clock,
+        limits: Option<ratelimit::Limits>,
+    ) -> Self {
+        let keys = KeyRing::from_config(&config);
+        // The defaults are valid (no zero TTL or capacity), so building cannot fail; if it did, the server
+        // would run uncached rather than not at all.
+        let dashboards = (!config.query_cache_disabled)
+            .then(|| dashboard_cache(&config))
+            .flatten();
         let health = health::registry(&config, &db, dashboards.as_ref()).unwrap_or_else(|e| {
             // The checks are fixed by this code: a refusal is a bug of ours, not an operator's input.
             tracing::error!(error = %e, "health registry refused the server's checks; serving without them");
@@ -312,9 +321,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             "AUDIT_CHAIN_KEY is not set: using a key generated for this process; set it to verify the audit chain later"
         );
     }
-    if !config.rate_limit_disabled {
-        ratelimit::Limits::from_config(&config).map_err(StartError::Limits)?;
-    }
+    // Built once, here, so a bad policy file or Redis URL stops start-up.
+    let limits = if config.rate_limit_disabled {
+        None
+    } else {
+        Some(ratelimit::Limits::from_config(&config).map_err(StartError::Limits)?)
+    };
     let db = open_database(&config).await?;
     tracing::info!(backend = db.backend(), "database ready, migrations applied");
     let addr = config.bind_addr;
@@ -322,7 +334,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(%addr, "listening");
-    let state = AppState::new(config, db);
+    let state = AppState::with_limits(config, db, Clock::default(), limits);
     state.start().await;
     let audits = tokio::spawn(integrity_job(state.clone()));
     let served = serve(listener, state, shutdown_signal())

@@ -72,6 +72,29 @@ struct Source<'a> {
     org: Uuid,
 }
 
+impl Source<'_> {
+    /// The ids of one page of `table` (a table of this module's choosing, never input), ascending.
+    async fn page_ids(
+        &self,
+        table: &'static str,
+        cursor: Option<&str>,
+        size: usize,
+    ) -> Result<Vec<Uuid>, IntegrityError> {
+        let sql = format!(
+            "SELECT id FROM {table} WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        let ids: Vec<(Uuid,)> = with_pool!(self.db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            sql.clone()
+        ))
+        .bind(self.org)
+        .bind(after(cursor))
+        .bind(limit(size))
+        .fetch_all(pool)
+        .await)?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+}
+
 impl AuditSource for Source<'_> {
     type Error = IntegrityError;
 
@@ -114,19 +137,10 @@ impl AuditSource for Source<'_> {
         cursor: Option<&str>,
         size: usize,
     ) -> Result<Page<StoredInvoice>, IntegrityError> {
-        let ids: Vec<(Uuid,)> = with_pool!(self.db, |pool| {
-            sqlx::query_as(
-            "SELECT id FROM invoices WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-        )
-        .bind(self.org)
-        .bind(after(cursor))
-        .bind(limit(size))
-        .fetch_all(pool)
-        .await
-        })?;
-        let (fetched, last) = (ids.len(), ids.last().map(|r| r.0));
+        let ids = self.page_ids("invoices", cursor, size).await?;
+        let (fetched, last) = (ids.len(), ids.last().copied());
         let mut items = Vec::with_capacity(ids.len());
-        for (id,) in ids {
+        for id in ids {
             if let Some((invoice, totals)) = invoices::stored_document(self.db, id).await? {
                 items.push(StoredInvoice {
                     id: id.to_string(),
@@ -143,46 +157,48 @@ impl AuditSource for Source<'_> {
         cursor: Option<&str>,
         size: usize,
     ) -> Result<Page<JournalEntry>, IntegrityError> {
-        let ids: Vec<(Uuid,)> = with_pool!(self.db, |pool| {
+        let ids = self.page_ids("journal_entries", cursor, size).await?;
+        let (fetched, last) = (ids.len(), ids.last().copied());
+        let Some(last_id) = last else {
+            return Ok(page(Vec::new(), 0, None, size));
+        };
+        // Every line of the page's entries in one query (the page is a range of ids), not one query per entry.
+        let lines: Vec<(Uuid, Uuid, String, i64, String)> = with_pool!(self.db, |pool| {
             sqlx::query_as(
-            "SELECT id FROM journal_entries WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            "SELECT entry_id, account_id, side, amount_minor, currency FROM journal_lines \
+             WHERE organization_id = $1 AND entry_id > $2 AND entry_id <= $3 ORDER BY entry_id, line_no"
         )
         .bind(self.org)
         .bind(after(cursor))
-        .bind(limit(size))
+        .bind(last_id)
         .fetch_all(pool)
         .await
         })?;
-        let (fetched, last) = (ids.len(), ids.last().map(|r| r.0));
-        let mut items = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            let lines: Vec<(Uuid, String, i64, String)> = with_pool!(self.db, |pool| {
-                sqlx::query_as(
-                "SELECT account_id, side, amount_minor, currency FROM journal_lines WHERE entry_id = $1 ORDER BY line_no"
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await
-            })?;
-            let mut entry = JournalEntry {
+        let mut items: Vec<JournalEntry> = ids
+            .iter()
+            .map(|id| JournalEntry {
                 id: EntryId(id.as_u128()),
                 organization: OrganizationId(self.org.as_u128()),
                 lines: Vec::new(),
+            })
+            .collect();
+        for (entry_id, account, side, amount, code) in lines {
+            let Ok(index) = ids.binary_search(&entry_id) else {
+                continue;
             };
-            for (account, side, amount, code) in lines {
-                let side = if side == "debit" {
-                    Side::Debit
-                } else {
-                    Side::Credit
-                };
-                let amount = Money::from_minor(amount, currency(&code)?);
+            let side = if side == "debit" {
+                Side::Debit
+            } else {
+                Side::Credit
+            };
+            let amount = Money::from_minor(amount, currency(&code)?);
+            if let Some(entry) = items.get_mut(index) {
                 entry.lines.push(JournalLine {
                     account: AccountId(account.as_u128()),
                     side,
                     amount,
                 });
             }
-            items.push(entry);
         }
         Ok(page(items, fetched, last, size))
     }
