@@ -174,6 +174,7 @@ impl<'de> Deserialize<'de> for TaxCategory {
 /// An invoice: what [`compute`] needs to produce the totals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invoice {
     /// BT-5, the invoice currency.
     pub currency: Currency,
@@ -210,6 +211,7 @@ pub struct Invoice {
 /// An invoice line (BG-25).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceLine {
     /// BT-129, the invoiced quantity (negative for returns).
     #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
@@ -306,6 +308,7 @@ impl InvoiceLine {
 /// A line-level allowance (BG-27) or charge (BG-28).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineAllowanceCharge {
     /// BT-136 / BT-141, the amount.
     #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
@@ -335,6 +338,7 @@ pub struct LineAllowanceCharge {
 /// A document-level allowance (BG-20) or charge (BG-21).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocumentAllowanceCharge {
     /// BT-92 / BT-99, the amount.
     #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]
@@ -376,6 +380,7 @@ pub struct DocumentAllowanceCharge {
 /// One VAT breakdown group (BG-23).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaxBreakdown {
     /// BT-118.
     pub category: TaxCategory,
@@ -401,6 +406,7 @@ pub struct TaxBreakdown {
 /// what [`check`] compares an invoice with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Totals {
     /// BT-106, sum of invoice line net amounts.
     #[cfg_attr(feature = "serde", serde(with = "decimal_str"))]

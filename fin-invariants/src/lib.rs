@@ -82,6 +82,8 @@ pub mod ident;
 pub mod invoice;
 pub mod journal;
 mod money;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod scaled;
 mod violation;
 

@@ -77,6 +77,7 @@ pub mod codes {
 /// Amounts in `expected` and `actual` are decimal strings, never numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Violation {
     /// A stable code: a business rule (`BR-CO-10`, `BR-S-08`) or one of [`codes`].
     pub code: Cow<'static, str>,
