@@ -69,14 +69,20 @@ impl From<JsonRejection> for AppError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: what every error answer of the API carries, as `application/problem+json`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// A stable relative URI per kind of problem (`/problems/validation`).
     #[serde(rename = "type")]
     kind: &'a str,
+    /// The kind of problem, in words.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// This occurrence, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    /// Every rule or field at fault (422).
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
     /// On internal errors: the id to quote to an operator, who finds the cause in the log by it.

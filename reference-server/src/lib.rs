@@ -16,6 +16,7 @@ mod http;
 mod idempotency;
 pub mod logging;
 mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 
@@ -200,15 +201,15 @@ fn dashboard_cache(
 pub fn app(state: AppState) -> Router {
     let config = state.config().clone();
     let _ = metrics::handle(); // installs the recorder before the first request is counted
-    let mut api = Router::new()
-        .merge(routes::auth::router())
-        .merge(routes::users::router())
-        .merge(routes::audit::router())
-        .merge(routes::ledger::router())
-        .merge(routes::invoices::router())
-        .merge(routes::integrity::router())
-        .merge(routes::dashboard::router())
-        .merge(routes::rights::router())
+    let (api, document) = openapi::api();
+    let document = serde_json::to_value(&document).unwrap_or_default();
+    let rules = Arc::new(openapi::AccessRules::from_document(&document));
+    let document = axum::body::Bytes::from(document.to_string());
+    let mut api = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            rules,
+            openapi::authorize,
+        ))
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -222,6 +223,18 @@ pub fn app(state: AppState) -> Router {
         // Probes and scrapes are not rate limited; inside authentication, so `/health/status` can show details
         // to owners and admins (a probe without an Authorization header passes through it untouched).
         .merge(state.health().router())
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        document,
+                    )
+                }
+            }),
+        )
         .route(
             "/metrics",
             axum::routing::get(metrics::render).with_state(state.clone()),

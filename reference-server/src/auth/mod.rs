@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::error::AppError;
 
 /// A user's role in their organization, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Created the organization; everything, including unlocking accounts and data rights.
@@ -61,6 +61,21 @@ impl Role {
         })
     }
 }
+
+/// Every role: operations any signed-in member of the organization may call.
+pub const EVERYONE: &[Role] = &[
+    Role::Owner,
+    Role::Admin,
+    Role::Accountant,
+    Role::Staff,
+    Role::Viewer,
+];
+
+/// Owners and admins: people, settings, the audit trail.
+pub const MANAGERS: &[Role] = &[Role::Owner, Role::Admin];
+
+/// The owner alone: data rights and unlocking PIN sign-in.
+pub const OWNER: &[Role] = &[Role::Owner];
 
 /// The verified caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,7 +54,7 @@ struct Canonical<'a> {
 }
 
 /// One stored event, as read back.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     /// The organization.
     pub organization_id: Uuid,
@@ -78,6 +78,7 @@ pub struct StoredEvent {
     pub occurred_at: OffsetDateTime,
     /// The chain link.
     #[serde(skip)]
+    #[schema(ignore)]
     pub hash: Vec<u8>,
 }
 

@@ -24,7 +24,7 @@ pub const TAG: &str = "dashboard";
 const OVERDUE_SHOWN: usize = 20;
 
 /// Amounts owed, by how long they are overdue.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Ageing {
     /// Not yet due.
     pub current: Money,
@@ -68,7 +68,7 @@ impl Ageing {
 }
 
 /// An invoice past its due date.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Overdue {
     /// Id.
     pub id: Uuid,
@@ -87,7 +87,7 @@ pub struct Overdue {
 }
 
 /// Income and expenses posted in one month.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Month {
     /// `YYYY-MM`.
     pub month: String,
@@ -98,7 +98,7 @@ pub struct Month {
 }
 
 /// The 30-day cash forecast from open invoices (overdue ones are expected today).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Forecast {
     /// Receivables due within 30 days.
     pub inflow: Money,
@@ -111,7 +111,7 @@ pub struct Forecast {
 }
 
 /// One day of the forecast.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ForecastDay {
     /// The date.
     pub date: String,
@@ -122,7 +122,7 @@ pub struct ForecastDay {
 }
 
 /// The dashboard of one organization.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Dashboard {
     /// The day the figures are for.
     pub as_of: String,

@@ -22,7 +22,7 @@ const PIN_WINDOW: time::Duration = time::Duration::minutes(15);
 const TOUCH_EVERY: time::Duration = time::Duration::seconds(60);
 
 /// What a successful sign-in or refresh answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Tokens {
     /// The JWT for `Authorization: Bearer`.
     pub access_token: String,
@@ -748,7 +748,7 @@ pub async fn change_password(
 }
 
 /// The user as the API shows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     /// Id.
     pub id: Uuid,

@@ -305,7 +305,7 @@ impl AuditSink for Sink<'_> {
 }
 
 /// One run as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RunView {
     /// Id.
     pub id: Uuid,
@@ -476,7 +476,7 @@ pub async fn runs(
 }
 
 /// An integrity event as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventView {
     /// Id.
     pub id: Uuid,

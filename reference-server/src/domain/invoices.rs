@@ -25,7 +25,7 @@ use crate::with_pool;
 pub const INVOICING: &[Role] = &[Role::Owner, Role::Admin, Role::Accountant, Role::Staff];
 
 /// Sales (we invoice a customer) or purchase (a supplier invoices us).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Receivable.
@@ -44,7 +44,8 @@ impl Kind {
 }
 
 /// One line as the API takes it: a description and the EN 16931 line.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewInvoiceLine)]
 pub struct NewLine {
     /// What was supplied.
     pub description: String,
@@ -54,7 +55,7 @@ pub struct NewLine {
 }
 
 /// A new invoice. `totals`, when given (an imported invoice), must be exactly what its lines compute.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvoice {
     /// Sales or purchase.
@@ -452,7 +453,7 @@ const INVOICE_COLUMNS: &str = "id, kind, number, counterparty, issue_date, due_d
     issue_entry_id";
 
 /// An invoice as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvoiceView {
     /// Id.
     pub id: Uuid,
@@ -786,7 +787,7 @@ pub async fn issue(
 }
 
 /// A payment as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPayment {
     /// `{"amount": "100.00", "currency": "AUD"}`, in the invoice's currency.

@@ -21,7 +21,7 @@ use crate::with_pool;
 pub const BOOKKEEPERS: &[Role] = &[Role::Owner, Role::Admin, Role::Accountant];
 
 /// The kind of an account, which decides its normal side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountKind {
     /// Debit-normal: cash, receivables, GST paid.
@@ -101,7 +101,7 @@ fn account_id(id: Uuid) -> AccountId {
 }
 
 /// An account as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AccountView {
     /// Id.
     pub id: Uuid,
@@ -118,7 +118,7 @@ pub struct AccountView {
 }
 
 /// A new account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// Code, unique in the organization (1 to 20 characters).
@@ -249,8 +249,9 @@ pub async fn accounts(
 }
 
 /// One line of a new journal entry, as the API takes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewJournalLine)]
 pub struct NewLine {
     /// The account.
     pub account_id: Uuid,
@@ -261,7 +262,7 @@ pub struct NewLine {
 }
 
 /// A new manual journal entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
     /// `YYYY-MM-DD`.
@@ -647,7 +648,7 @@ pub async fn post_manual(
 }
 
 /// A stored journal entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EntryView {
     /// Id.
     pub id: Uuid,
@@ -664,7 +665,7 @@ pub struct EntryView {
 }
 
 /// A stored journal line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LineView {
     /// The account.
     pub account_id: Uuid,
@@ -813,7 +814,7 @@ pub async fn reverse(state: &AppState, principal: &Principal, id: Uuid) -> Resul
 }
 
 /// One account's line in the trial balance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrialBalanceLine {
     /// The account.
     pub account_id: Uuid,
@@ -830,7 +831,7 @@ pub struct TrialBalanceLine {
 }
 
 /// The trial balance: every account with its debits, credits and balance, and whether the ledger balances.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrialBalance {
     /// Per account, by code.
     pub accounts: Vec<TrialBalanceLine>,

@@ -1,17 +1,20 @@
 //! `/api/v1/auth/*` (shared/API.md, authentication routes). Every failure is the same problem answer, which
 //! does not say whether the account exists.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::Principal;
-use crate::domain::identity::{self, Registration};
+use crate::auth::{EVERYONE, Principal};
+use crate::domain::identity::{self, Registration, Tokens};
 use crate::error::{AppError, JsonBody};
+use crate::openapi::Problems;
 
 /// The peer address of the connection (none in tests that call the app in process) and the headers, from
 /// which the rate limiter reads the client address.
@@ -44,7 +47,7 @@ async fn limited<F>(
     attempt: F,
 ) -> Result<Response, AppError>
 where
-    F: Future<Output = Result<identity::Tokens, AppError>>,
+    F: Future<Output = Result<Tokens, AppError>>,
 {
     let account = account.trim().to_lowercase();
     if let Some(limits) = state.limits()
@@ -65,17 +68,17 @@ where
     }
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/register", post(register))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/pin", post(pin))
-        .route("/api/v1/auth/refresh", post(refresh))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/password", post(password))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(pin))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(password))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
     organization_name: String,
@@ -84,6 +87,11 @@ struct RegisterBody {
     password: String,
 }
 
+/// Registers an organization and its owner, and signs the owner in.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterBody,
+    responses((status = 201, body = Tokens), Problems),
+    extensions(("x-roles" = json!("anyone"))))]
 async fn register(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RegisterBody>,
@@ -101,7 +109,7 @@ async fn register(
     Ok((StatusCode::CREATED, Json(tokens)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     email: String,
@@ -110,6 +118,11 @@ struct LoginBody {
     totp: Option<String>,
 }
 
+/// Signs in with email and password (and a TOTP code when the organization requires one).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses((status = 200, body = Tokens), Problems),
+    extensions(("x-roles" = json!("anyone"))))]
 async fn login(
     State(state): State<AppState>,
     client: Client,
@@ -125,15 +138,21 @@ async fn login(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PinBody {
     email: String,
     pin: String,
 }
 
+/// Signs in with a PIN on a shared terminal; 5 failures in 15 minutes lock the account until its owner unlocks it.
+///
 /// PIN attempts are counted per account in the database (five failures lock the account until its owner
 /// unlocks it, whatever the source), and per client address by the `auth` limit.
+#[utoipa::path(post, path = "/api/v1/auth/pin", tag = "auth",
+    request_body = PinBody,
+    responses((status = 200, body = Tokens), Problems),
+    extensions(("x-roles" = json!("anyone"))))]
 async fn pin(
     State(state): State<AppState>,
     client: Client,
@@ -158,12 +177,17 @@ async fn pin(
     outcome.map(|tokens| Json(tokens).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshBody {
     refresh_token: String,
 }
 
+/// Trades a refresh token for new tokens; a refresh token used twice ends its whole family.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshBody,
+    responses((status = 200, body = Tokens), Problems),
+    extensions(("x-roles" = json!("anyone"))))]
 async fn refresh(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RefreshBody>,
@@ -172,14 +196,20 @@ async fn refresh(
     Ok(Json(tokens).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LogoutBody {
     #[serde(default)]
     all: bool,
 }
 
+/// Ends this session, or every session of the user with `{"all": true}`.
+///
 /// The body is optional: no body ends this session only.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    request_body(content = Option<LogoutBody>),
+    responses((status = 204, description = "Signed out"), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn logout(
     State(state): State<AppState>,
     principal: Principal,
@@ -196,13 +226,18 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordBody {
     current_password: String,
     new_password: String,
 }
 
+/// Changes the password; the user's other sessions end.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordBody,
+    responses((status = 204, description = "Changed"), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn password(
     State(state): State<AppState>,
     principal: Principal,

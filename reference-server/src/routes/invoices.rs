@@ -1,31 +1,42 @@
 //! `/api/v1/invoices`: create (computed, or an import checked against its stated totals), list, read, issue,
 //! pay, void.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use fin_invariants::Validated;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Principal;
-use crate::domain::invoices::{self, InvoiceView, NewInvoice, NewPayment};
-use crate::error::{AppError, FieldError, JsonBody};
+use crate::auth::{EVERYONE, Principal};
+use crate::domain::invoices::{self, INVOICING, InvoiceView, NewInvoice, NewPayment};
+use crate::domain::ledger::BOOKKEEPERS;
+use crate::error::{AppError, JsonBody};
+use crate::openapi::Problems;
+use crate::routes::Page;
 use crate::routes::ledger::path_id;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/invoices", get(list).post(create))
-        .route("/api/v1/invoices/{id}", get(read))
-        .route("/api/v1/invoices/{id}/issue", post(issue))
-        .route("/api/v1/invoices/{id}/payments", post(pay))
-        .route("/api/v1/invoices/{id}/void", post(void))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read))
+        .routes(routes!(issue))
+        .routes(routes!(pay))
+        .routes(routes!(void))
 }
 
+/// Creates a draft invoice: totals computed from the lines, or an import's stated totals checked.
+///
 /// Checked twice: at the route by the `Validated` extractor, and in the domain before the transaction.
+#[utoipa::path(post, path = "/api/v1/invoices", tag = "tenant", security(("bearer" = [])),
+    request_body = NewInvoice,
+    responses((status = 201, body = InvoiceView), Problems),
+    extensions(("x-roles" = json!(INVOICING))))]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -36,59 +47,35 @@ async fn create(
     Ok((StatusCode::CREATED, Json(invoice)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    cursor: Option<String>,
-    limit: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
+/// One page of invoices, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 struct InvoicePage {
     items: Vec<InvoiceView>,
     next_cursor: Option<String>,
 }
 
+/// Lists the organization's invoices.
+#[utoipa::path(get, path = "/api/v1/invoices", tag = "tenant", security(("bearer" = [])),
+    params(("cursor" = Option<String>, Query, description = "Where the previous page ended (`next_cursor`)"),
+        ("limit" = Option<String>, Query, description = "Page size, 1 to 200 (default 50)")),
+    responses((status = 200, body = InvoicePage), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(q): Query<ListQuery>,
+    Query(page): Query<Page>,
 ) -> Result<Json<InvoicePage>, AppError> {
-    let mut errors = Vec::new();
-    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Uuid::parse_str(c).map(Some).unwrap_or_else(|_| {
-            errors.push(FieldError::new(
-                "cursor",
-                "/cursor",
-                "is not a cursor this API gave out",
-            ));
-            None
-        }),
-    };
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .unwrap_or_else(|| {
-                errors.push(FieldError::new(
-                    "limit",
-                    "/limit",
-                    "must be a whole number from 1 to 200",
-                ));
-                50
-            }),
-    };
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
+    let (after, limit) = page.parse(|c| Uuid::parse_str(c).ok())?;
     let items = invoices::list(&state, &principal, after, limit).await?;
-    let full = i64::try_from(items.len()).unwrap_or(i64::MAX) == limit;
-    let next_cursor = items.last().filter(|_| full).map(|i| i.id.to_string());
+    let next_cursor = Page::next(&items, limit, |i| i.id.to_string());
     Ok(Json(InvoicePage { items, next_cursor }))
 }
 
+/// Reads one invoice (and records the view in the audit trail).
+#[utoipa::path(get, path = "/api/v1/invoices/{id}", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Invoice id")), 
+    responses((status = 200, body = InvoiceView), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn read(
     State(state): State<AppState>,
     principal: Principal,
@@ -99,6 +86,11 @@ async fn read(
         .map(Json)
 }
 
+/// Issues a draft: posts its journal entry in the same transaction.
+#[utoipa::path(post, path = "/api/v1/invoices/{id}/issue", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Invoice id")), 
+    responses((status = 200, body = InvoiceView), Problems),
+    extensions(("x-roles" = json!(INVOICING))))]
 async fn issue(
     State(state): State<AppState>,
     principal: Principal,
@@ -109,6 +101,11 @@ async fn issue(
         .map(Json)
 }
 
+/// Records a payment of an issued invoice and posts it.
+#[utoipa::path(post, path = "/api/v1/invoices/{id}/payments", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Invoice id")), request_body = NewPayment, 
+    responses((status = 200, body = InvoiceView), Problems),
+    extensions(("x-roles" = json!(INVOICING))))]
 async fn pay(
     State(state): State<AppState>,
     principal: Principal,
@@ -120,6 +117,11 @@ async fn pay(
         .map(Json)
 }
 
+/// Voids an invoice; an issued one gets a reversing entry.
+#[utoipa::path(post, path = "/api/v1/invoices/{id}/void", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Invoice id")), 
+    responses((status = 200, body = InvoiceView), Problems),
+    extensions(("x-roles" = json!(BOOKKEEPERS))))]
 async fn void(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,25 +1,28 @@
 //! `/api/v1/accounts`, `/api/v1/journal-entries`, `/api/v1/trial-balance`: the ledger.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use fin_invariants::Validated;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Principal;
-use crate::domain::ledger::{self, NewAccount, NewEntry};
-use crate::error::{AppError, JsonBody};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/accounts", get(accounts).post(create_account))
-        .route("/api/v1/journal-entries", post(post_entry))
-        .route("/api/v1/journal-entries/{id}", get(entry))
-        .route("/api/v1/journal-entries/{id}/reverse", post(reverse))
-        .route("/api/v1/trial-balance", get(trial_balance))
+use crate::auth::{EVERYONE, Principal};
+use crate::domain::ledger::{self, BOOKKEEPERS, NewAccount, NewEntry};
+use crate::error::{AppError, JsonBody};
+use crate::openapi::Problems;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(accounts, create_account))
+        .routes(routes!(post_entry))
+        .routes(routes!(entry))
+        .routes(routes!(reverse))
+        .routes(routes!(trial_balance))
 }
 
 /// A path id that is not a UUID names nothing of this organization: the same 404 as any other.
@@ -27,6 +30,10 @@ pub(crate) fn path_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id).map_err(|_| AppError::NotFound)
 }
 
+/// The chart of accounts.
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "tenant", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ledger::AccountView>), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn accounts(
     State(state): State<AppState>,
     principal: Principal,
@@ -34,6 +41,11 @@ async fn accounts(
     ledger::accounts(&state, &principal).await.map(Json)
 }
 
+/// Adds an account to the chart.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "tenant", security(("bearer" = [])),
+    request_body = NewAccount,
+    responses((status = 201, body = ledger::AccountView), Problems),
+    extensions(("x-roles" = json!(BOOKKEEPERS))))]
 async fn create_account(
     State(state): State<AppState>,
     principal: Principal,
@@ -43,7 +55,13 @@ async fn create_account(
     Ok((StatusCode::CREATED, Json(account)).into_response())
 }
 
+/// Posts a manual journal entry; posted entries are immutable.
+///
 /// Checked twice: by the `Validated` extractor at the route (structure), and in the domain with the accounts.
+#[utoipa::path(post, path = "/api/v1/journal-entries", tag = "tenant", security(("bearer" = [])),
+    request_body = NewEntry,
+    responses((status = 201, body = ledger::EntryView), Problems),
+    extensions(("x-roles" = json!(BOOKKEEPERS))))]
 async fn post_entry(
     State(state): State<AppState>,
     principal: Principal,
@@ -54,6 +72,11 @@ async fn post_entry(
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }
 
+/// Reads one journal entry.
+#[utoipa::path(get, path = "/api/v1/journal-entries/{id}", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Journal entry id")),
+    responses((status = 200, body = ledger::EntryView), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn entry(
     State(state): State<AppState>,
     principal: Principal,
@@ -64,6 +87,11 @@ async fn entry(
         .map(Json)
 }
 
+/// Posts the entry that reverses this one.
+#[utoipa::path(post, path = "/api/v1/journal-entries/{id}/reverse", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Journal entry id")),
+    responses((status = 201, body = ledger::EntryView), Problems),
+    extensions(("x-roles" = json!(BOOKKEEPERS))))]
 async fn reverse(
     State(state): State<AppState>,
     principal: Principal,
@@ -74,6 +102,10 @@ async fn reverse(
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }
 
+/// Every account with its debits, credits and balance.
+#[utoipa::path(get, path = "/api/v1/trial-balance", tag = "tenant", security(("bearer" = [])),
+    responses((status = 200, body = ledger::TrialBalance), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn trial_balance(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,26 +1,31 @@
 //! `/api/v1/users`: the organization's users. Owners and admins add users; owners unlock PIN sign-in.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Principal, Role};
-use crate::domain::identity::{self, NewUser};
+use crate::auth::{EVERYONE, MANAGERS, OWNER, Principal, Role};
+use crate::domain::identity::{self, NewUser, UserView};
 use crate::error::{AppError, JsonBody};
+use crate::openapi::Problems;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users", post(create))
-        .route("/api/v1/users/me", get(me))
-        .route("/api/v1/users/{id}/unlock-pin", post(unlock_pin))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(me))
+        .routes(routes!(unlock_pin))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new member of the organization: a password, a PIN (staff on a shared terminal), or both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = NewUserBody)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     email: String,
@@ -32,6 +37,11 @@ struct CreateBody {
     pin: Option<String>,
 }
 
+/// Adds a user to the organization.
+#[utoipa::path(post, path = "/api/v1/users", tag = "tenant", security(("bearer" = [])),
+    request_body = CreateBody,
+    responses((status = 201, body = UserView), Problems),
+    extensions(("x-roles" = json!(MANAGERS))))]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -52,15 +62,24 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "tenant", security(("bearer" = [])),
+    responses((status = 200, body = UserView), Problems),
+    extensions(("x-roles" = json!(EVERYONE))))]
 async fn me(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<identity::UserView>, AppError> {
+) -> Result<Json<UserView>, AppError> {
     identity::user(&state, &principal, principal.user_id)
         .await
         .map(Json)
 }
 
+/// Lets a user whose PIN sign-in locked after 5 failures sign in again.
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock-pin", tag = "tenant", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 204, description = "Unlocked"), Problems),
+    extensions(("x-roles" = json!(OWNER))))]
 async fn unlock_pin(
     State(state): State<AppState>,
     principal: Principal,
