@@ -29,6 +29,9 @@ pub enum AppError {
     /// Authenticated, but the role does not allow this (403).
     #[error("forbidden")]
     Forbidden,
+    /// The organization requires a second factor the caller has not set up: only enrolment is open (403).
+    #[error("second factor required")]
+    TotpEnrolmentRequired,
     /// Nothing here, or nothing this tenant may see (404).
     #[error("not found")]
     NotFound,
@@ -157,6 +160,13 @@ impl IntoResponse for AppError {
                 "/problems/forbidden",
                 "Your role does not allow this",
                 None,
+                &[],
+            ),
+            Self::TotpEnrolmentRequired => problem(
+                StatusCode::FORBIDDEN,
+                "/problems/totp-enrolment-required",
+                "Your organization requires a second factor",
+                Some("set one up at /api/v1/users/me/totp, then confirm it with a code".to_owned()),
                 &[],
             ),
             Self::NotFound => problem(

@@ -4,7 +4,9 @@
 //! Every `/api/v1` route is registered through [`OpenApiRouter`], so a route cannot exist without being in the
 //! document. Each operation declares who may call it in its `x-roles` extension, next to the handler: a list
 //! of roles, or `"anyone"` for the sign-in routes. [`authorize`] enforces exactly that list, read back from the
-//! document at start-up; an operation that declares nothing is refused to everyone (fail closed).
+//! document at start-up; an operation that declares nothing is refused to everyone (fail closed). While an
+//! organization requires a second factor the caller has not set up, only operations marked
+//! `x-while-enrolling` are open to them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -114,7 +116,11 @@ pub(crate) fn api() -> (axum::Router<AppState>, Document) {
 #[derive(Debug, Clone)]
 enum Access {
     Anyone,
-    Roles(Vec<Role>),
+    /// These roles; `while_enrolling`: also while the organization's required second factor is not set up.
+    Roles {
+        roles: Vec<Role>,
+        while_enrolling: bool,
+    },
 }
 
 /// The access rule of every operation, by method and path template, as the document declares it.
@@ -141,12 +147,14 @@ impl AccessRules {
                 };
                 let access = match operation.get("x-roles") {
                     Some(Value::String(s)) if s == ANYONE => Access::Anyone,
-                    Some(Value::Array(names)) => Access::Roles(
-                        names
+                    Some(Value::Array(names)) => Access::Roles {
+                        roles: names
                             .iter()
                             .filter_map(|n| n.as_str().and_then(Role::parse))
                             .collect(),
-                    ),
+                        while_enrolling: operation.get("x-while-enrolling")
+                            == Some(&Value::Bool(true)),
+                    },
                     _ => continue,
                 };
                 rules
@@ -174,8 +182,12 @@ pub(crate) async fn authorize(
         .map(|(_, access)| access);
     let verdict = match rule {
         Some(Access::Anyone) => Ok(()),
-        Some(Access::Roles(roles)) => match request.extensions().get::<Principal>() {
+        Some(Access::Roles {
+            roles,
+            while_enrolling,
+        }) => match request.extensions().get::<Principal>() {
             None => Err(AppError::Unauthorized),
+            Some(p) if p.totp_pending && !while_enrolling => Err(AppError::TotpEnrolmentRequired),
             Some(p) => p.require(roles),
         },
         None => Err(AppError::Forbidden),

@@ -43,6 +43,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/integrity/runs"),
     ("get", "/api/v1/integrity/events"),
     ("get", "/api/v1/dashboard"),
+    ("post", "/api/v1/users/me/totp"),
+    ("post", "/api/v1/users/me/totp/confirm"),
+    ("put", "/api/v1/organization/totp-requirement"),
 ];
 
 const ROLES: &[&str] = &["owner", "admin", "accountant", "staff", "viewer"];

@@ -90,6 +90,8 @@ pub struct Principal {
     pub tier: String,
     /// The session the token belongs to.
     pub session_id: Uuid,
+    /// The organization requires a second factor and the user has none yet: the session may only enrol.
+    pub totp_pending: bool,
 }
 
 impl Principal {

@@ -312,11 +312,14 @@ struct Account {
     pin_window_start: Option<OffsetDateTime>,
     pin_locked: bool,
     plan: String,
+    totp_secret: Option<String>,
+    totp_enabled: bool,
+    totp_last_step: i64,
 }
 
 async fn account_by_email(state: &AppState, email: &str) -> Result<Option<Account>, AppError> {
     let sql = "SELECT u.id, u.organization_id, u.role, u.password_hash, u.pin_hash, u.pin_failures, \
-               u.pin_window_start, u.pin_locked, o.plan \
+               u.pin_window_start, u.pin_locked, o.plan, u.totp_secret, u.totp_enabled, u.totp_last_step \
                FROM users u JOIN organizations o ON o.id = u.organization_id \
                WHERE u.email = $1 AND u.erased_at IS NULL";
     Ok(with_pool!(state.db(), |pool| {
@@ -387,6 +390,7 @@ pub async fn login(
     state: &AppState,
     email: &str,
     password_given: &str,
+    totp_given: Option<&str>,
 ) -> Result<Tokens, AppError> {
     if password_given.len() > 1024 {
         password::verify_nothing("");
@@ -415,6 +419,20 @@ pub async fn login(
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
+        }
+    }
+    if account.totp_enabled {
+        // The second factor, checked only after the password, and refused the same way as a wrong password.
+        let step = account
+            .totp_secret
+            .as_deref()
+            .zip(totp_given)
+            .and_then(|(secret, code)| {
+                super::totp::accepts(secret, code, state.clock().unix(), account.totp_last_step)
+            })
+            .ok_or(AppError::Unauthorized)?;
+        if !super::totp::consume(state, account.id, step).await? {
+            return Err(AppError::Unauthorized);
         }
     }
     open_session(state, &account, "password").await
@@ -610,6 +628,8 @@ struct SessionRow {
     revoked_at: Option<OffsetDateTime>,
     role: String,
     plan: String,
+    totp_enabled: bool,
+    require_totp: bool,
 }
 
 /// Checks that a verified token's session is live, ends it when idle too long, records the use, and returns
@@ -622,7 +642,8 @@ pub async fn touch_session(
     state: &AppState,
     claims: &Claims,
 ) -> Result<Option<Principal>, AppError> {
-    let sql = "SELECT s.user_id, s.organization_id, s.last_seen_at, s.revoked_at, u.role, o.plan \
+    let sql = "SELECT s.user_id, s.organization_id, s.last_seen_at, s.revoked_at, u.role, o.plan, u.totp_enabled, \
+               o.require_totp \
                FROM sessions s JOIN users u ON u.id = s.user_id JOIN organizations o ON o.id = s.organization_id \
                WHERE s.id = $1 AND u.erased_at IS NULL";
     let row = with_pool!(state.db(), |pool| sqlx::query_as::<_, SessionRow>(sql)
@@ -659,6 +680,7 @@ pub async fn touch_session(
         role,
         tier: row.plan,
         session_id: claims.sid,
+        totp_pending: row.require_totp && !row.totp_enabled,
     }))
 }
 

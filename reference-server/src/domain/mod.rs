@@ -7,3 +7,4 @@ pub mod integrity;
 pub mod invoices;
 pub mod ledger;
 pub mod rights;
+pub mod totp;

@@ -234,7 +234,7 @@ pub async fn erase_user(
         async {
         let mut tx = pool.begin().await?;
         let changed = sqlx::query(
-            "UPDATE users SET email = $1, name = 'Erased user', password_hash = NULL, pin_hash = NULL, erased_at = $2 \
+            "UPDATE users SET email = $1, name = 'Erased user', password_hash = NULL, pin_hash = NULL, totp_secret = NULL, totp_enabled = FALSE, erased_at = $2 \
              WHERE id = $3 AND organization_id = $4 AND erased_at IS NULL",
         )
         .bind(&placeholder)

@@ -128,12 +128,11 @@ async fn login(
     client: Client,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, AppError> {
-    let _ = body.totp;
     limited(
         &state,
         &client,
         &body.email,
-        identity::login(&state, &body.email, &body.password),
+        identity::login(&state, &body.email, &body.password, body.totp.as_deref()),
     )
     .await
 }
@@ -209,7 +208,7 @@ struct LogoutBody {
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     request_body(content = Option<LogoutBody>),
     responses((status = 204, description = "Signed out"), Problems),
-    extensions(("x-roles" = json!(EVERYONE))))]
+    extensions(("x-roles" = json!(EVERYONE)), ("x-while-enrolling" = json!(true))))]
 async fn logout(
     State(state): State<AppState>,
     principal: Principal,

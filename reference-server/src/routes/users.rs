@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{EVERYONE, MANAGERS, OWNER, Principal, Role};
 use crate::domain::identity::{self, NewUser, UserView};
+use crate::domain::totp::{self, Code, Enrolment, Requirement};
 use crate::error::{AppError, JsonBody};
 use crate::openapi::Problems;
 
@@ -21,6 +22,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create))
         .routes(routes!(me))
         .routes(routes!(unlock_pin))
+        .routes(routes!(begin_totp))
+        .routes(routes!(confirm_totp))
+        .routes(routes!(require_totp))
 }
 
 /// A new member of the organization: a password, a PIN (staff on a shared terminal), or both.
@@ -65,7 +69,7 @@ async fn create(
 /// The signed-in user.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "tenant", security(("bearer" = [])),
     responses((status = 200, body = UserView), Problems),
-    extensions(("x-roles" = json!(EVERYONE))))]
+    extensions(("x-roles" = json!(EVERYONE)), ("x-while-enrolling" = json!(true))))]
 async fn me(
     State(state): State<AppState>,
     principal: Principal,
@@ -89,4 +93,43 @@ async fn unlock_pin(
     let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
     identity::unlock_pin(&state, &principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts setting up the caller's TOTP second factor: a new secret and its `otpauth://` URL, shown once.
+#[utoipa::path(post, path = "/api/v1/users/me/totp", tag = "tenant", security(("bearer" = [])),
+    responses((status = 201, body = Enrolment), Problems),
+    extensions(("x-roles" = json!(EVERYONE)), ("x-while-enrolling" = json!(true))))]
+async fn begin_totp(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, AppError> {
+    let enrolment = totp::begin(&state, &principal).await?;
+    Ok((StatusCode::CREATED, Json(enrolment)).into_response())
+}
+
+/// Confirms the second factor with a first code; from then on sign-in asks for a code.
+#[utoipa::path(post, path = "/api/v1/users/me/totp/confirm", tag = "tenant", security(("bearer" = [])),
+    request_body = Code,
+    responses((status = 204, description = "Confirmed"), Problems),
+    extensions(("x-roles" = json!(EVERYONE)), ("x-while-enrolling" = json!(true))))]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<Code>,
+) -> Result<StatusCode, AppError> {
+    totp::confirm(&state, &principal, &body.code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Requires (or stops requiring) a TOTP second factor of every member of the organization.
+#[utoipa::path(put, path = "/api/v1/organization/totp-requirement", tag = "tenant", security(("bearer" = [])),
+    request_body = Requirement,
+    responses((status = 200, body = Requirement), Problems),
+    extensions(("x-roles" = json!(OWNER))))]
+async fn require_totp(
+    State(state): State<AppState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<Requirement>,
+) -> Result<Json<Requirement>, AppError> {
+    totp::require(&state, &principal, &body).await.map(Json)
 }
