@@ -22,7 +22,9 @@ target=${CARGO_TARGET_DIR:-$root/target}
 OUT_DIR=${OUT_DIR:-$target/loadtest}
 mkdir -p "$OUT_DIR"
 
-cargo build --release -p reference-server -p benches --bins
+# Two builds, so the server is built with its own features only, as it would be deployed.
+cargo build --release -p reference-server
+cargo build --release -p benches --bin loadtest
 server=$target/release/reference-server
 loadtest=$target/release/loadtest
 

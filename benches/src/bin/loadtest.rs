@@ -811,7 +811,7 @@ async fn run(args: Args) -> Result<bool, Failure> {
         tokens[v] = token;
     }
     say(&format!(
-        "[{}] signed {} virtual users in in {:.1} s",
+        "[{}] signed in {} virtual users in {:.1} s",
         args.label,
         users_n,
         signing.elapsed().as_secs_f64()
@@ -843,8 +843,12 @@ async fn run(args: Args) -> Result<bool, Failure> {
         });
     }
 
+    // The wall-clock start, to find the window in the server's log.
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     say(&format!(
-        "[{}] running the mix with {} virtual users for {} s",
+        "[{}] running the mix with {} virtual users for {} s from {started_at}",
         args.label,
         users_n,
         args.duration.as_secs()
@@ -866,7 +870,8 @@ async fn run(args: Args) -> Result<bool, Failure> {
     }
     let elapsed = end.duration_since(start).as_secs_f64().max(f64::EPSILON);
 
-    let report = report(&args, &run_id, &mut tallies, elapsed, issued);
+    let mut report = report(&args, &run_id, &mut tallies, elapsed, issued);
+    report["window_started_at"] = json!(started_at);
     if let Some(path) = &args.out {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Failure::Output(e.to_string()))?;
