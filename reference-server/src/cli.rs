@@ -68,11 +68,7 @@ pub async fn integrity_run(config: Config) -> Result<ExitCode, StartError> {
     let state = crate::AppState::new(config, db);
     let runs = crate::domain::integrity::run_all(&state)
         .await
-        .map_err(|e| {
-            StartError::Db(crate::db::DbError::Query(sqlx::Error::Protocol(
-                e.to_string(),
-            )))
-        })?;
+        .map_err(job_failed)?;
     let mut out = std::io::stdout().lock();
     let mut deviating = 0usize;
     for run in &runs {
@@ -96,6 +92,37 @@ pub async fn integrity_run(config: Config) -> Result<ExitCode, StartError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A job that could not run: reported like a database failure (it is one, or a stored row it cannot read).
+fn job_failed(e: impl std::fmt::Display) -> StartError {
+    StartError::Db(crate::db::DbError::Query(sqlx::Error::Protocol(
+        e.to_string(),
+    )))
+}
+
+/// `reference-server retention run`: applies retention now and prints what it did.
+///
+/// # Errors
+///
+/// When the database cannot be opened or retention cannot run.
+pub async fn retention_run(config: Config) -> Result<ExitCode, StartError> {
+    let db = open_database(&config).await?;
+    let state = crate::AppState::new(config, db);
+    let report = crate::domain::retention::run(&state)
+        .await
+        .map_err(job_failed)?;
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "retention applied: {} idempotency records and {} ended sessions ({} refresh tokens) deleted, \
+         {} closed invoices past retention pseudonymized",
+        report.idempotency_keys,
+        report.sessions,
+        report.refresh_tokens,
+        report.invoices_pseudonymized
+    );
+    state.db().close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `reference-server create-owner`: registers an organization and its owner, reading the password from the

@@ -36,6 +36,7 @@ pub fn registry(
     config: &Config,
     db: &Db,
     dashboards: Option<&QueryCache<Arc<Dashboard>>>,
+    breakers: &tower_circuitbreaker::BreakerRegistry,
 ) -> Result<Health, health_kit::ConfigError> {
     let database = CheckOptions::critical()
         .timeout(DB_TIMEOUT)
@@ -68,6 +69,11 @@ pub fn registry(
         CheckOptions::non_critical()
             .interval(INTEGRITY_INTERVAL)
             .component_type(ComponentType::Component),
+    );
+    builder = builder.check(
+        "upstreams",
+        health_kit::checks::BreakerRegistryCheck::new(breakers),
+        CheckOptions::non_critical().component_type(ComponentType::Component),
     );
     if let Some(cache) = dashboards.cloned() {
         builder = builder.check(

@@ -42,6 +42,7 @@ struct Inner {
     config: Config,
     db: Db,
     dashboards: Option<query_cache::QueryCache<Arc<domain::dashboard::Dashboard>>>,
+    breakers: tower_circuitbreaker::BreakerRegistry,
     keys: KeyRing,
     clock: Clock,
     health: health_kit::Health,
@@ -82,7 +83,8 @@ impl AppState {
         let dashboards = (!config.query_cache_disabled)
             .then(|| dashboard_cache(&config))
             .flatten();
-        let health = health::registry(&config, &db, dashboards.as_ref()).unwrap_or_else(|e| {
+        let breakers = upstream_breakers();
+        let health = health::registry(&config, &db, dashboards.as_ref(), &breakers).unwrap_or_else(|e| {
             // The checks are fixed by this code: a refusal is a bug of ours, not an operator's input.
             tracing::error!(error = %e, "health registry refused the server's checks; serving without them");
             health_kit::Health::builder().build().unwrap_or_else(|_| unreachable!("an empty registry builds"))
@@ -92,6 +94,7 @@ impl AppState {
                 config,
                 db,
                 dashboards,
+                breakers,
                 keys,
                 clock,
                 health,
@@ -106,6 +109,12 @@ impl AppState {
         &self,
     ) -> Option<&query_cache::QueryCache<Arc<domain::dashboard::Dashboard>>> {
         self.inner.dashboards.as_ref()
+    }
+
+    /// The circuit breakers of the upstream APIs ([`UPSTREAMS`]), one per upstream, per instance.
+    #[must_use]
+    pub fn breakers(&self) -> &tower_circuitbreaker::BreakerRegistry {
+        &self.inner.breakers
     }
 
     /// The access-token keys.
@@ -167,6 +176,20 @@ impl AppState {
     pub fn start_draining(&self) {
         self.inner.health.start_draining();
     }
+}
+
+/// The upstream APIs a finance backend calls: each gets its breaker at start-up, so `/health/status` and
+/// `/metrics` show them before the first call (shared/ARCHITECTURE.md: wired before the integrations exist).
+pub const UPSTREAMS: &[&str] = &["accounting", "bank", "payments"];
+
+fn upstream_breakers() -> tower_circuitbreaker::BreakerRegistry {
+    let registry =
+        tower_circuitbreaker::BreakerRegistry::new(tower_circuitbreaker::BreakerConfig::default())
+            .unwrap_or_else(|_| unreachable!("the default breaker configuration is valid"));
+    for name in UPSTREAMS {
+        let _ = registry.get(name);
+    }
+    registry
 }
 
 /// The dashboard cache: in process, and with `REDIS_URL` two-level (Redis shared by every instance, each
@@ -350,11 +373,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let state = AppState::with_limits(config, db, Clock::default(), limits);
     state.start().await;
     let audits = tokio::spawn(integrity_job(state.clone()));
+    let retention = tokio::spawn(retention_job(state.clone()));
     let served = serve(listener, state, shutdown_signal())
         .await
         .map_err(StartError::Serve);
     audits.abort();
+    retention.abort();
     served
+}
+
+/// Applies retention (`domain::retention`) daily, the first time an hour after start.
+async fn retention_job(state: AppState) {
+    let every = std::time::Duration::from_secs(24 * 60 * 60);
+    let first = tokio::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
+    let mut ticks = tokio::time::interval_at(first, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        match domain::retention::run(&state).await {
+            Ok(report) => tracing::info!(?report, "retention applied"),
+            Err(e) => tracing::error!(error = %e, "retention could not run"),
+        }
+    }
 }
 
 /// Runs the integrity audit of every organization each `INTEGRITY_AUDIT_INTERVAL`, the first one interval

@@ -41,6 +41,18 @@ enum Command {
         #[command(subcommand)]
         command: IntegrityCommand,
     },
+    /// Retention: expired idempotency records and ended sessions, counterparties of closed invoices older
+    /// than RETENTION_YEARS (financial records themselves are kept).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Apply retention now (the server also does it daily) and print what was done.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +113,9 @@ fn main() -> ExitCode {
             Command::Integrity {
                 command: IntegrityCommand::Run,
             } => reference_server::cli::integrity_run(config).await,
+            Command::Retention {
+                command: RetentionCommand::Run,
+            } => reference_server::cli::retention_run(config).await,
         }
     });
     match result {

@@ -1,6 +1,6 @@
 //! Prometheus metrics at `/metrics`, through the `metrics` facade: requests by method, route template and
 //! status with their durations; read at scrape time, the rate limiter's decisions per policy, its store's
-//! health, and the dashboard cache's counters.
+//! health, the dashboard cache's counters, and the upstream breakers' states.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower_circuitbreaker::BreakerState;
 
 use crate::AppState;
 
@@ -79,6 +80,30 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             tower_ratelimit::StoreHealth::RedisDegraded
         );
         metrics::gauge!("ratelimit_store_degraded").set(if degraded { 1.0 } else { 0.0 });
+    }
+    // Breaker states as resilience4j exports them: one series per state, 1 for the current one.
+    for b in state.breakers().snapshots() {
+        let name = b.name.to_string();
+        for candidate in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+            BreakerState::ForcedOpen,
+            BreakerState::Disabled,
+            BreakerState::MetricsOnly,
+        ] {
+            let current = if b.state == candidate { 1.0 } else { 0.0 };
+            metrics::gauge!("circuit_breaker_state", "breaker" => name.clone(), "state" => candidate.as_str())
+                .set(current);
+        }
+        for (outcome, value) in [
+            ("success", b.successes),
+            ("failure", b.failures),
+            ("rejected", b.rejected),
+        ] {
+            metrics::gauge!("circuit_breaker_calls", "breaker" => name.clone(), "outcome" => outcome)
+                .set(u64_gauge(value));
+        }
     }
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()

@@ -121,6 +121,8 @@ enum Access {
         roles: Vec<Role>,
         while_enrolling: bool,
     },
+    /// The operation declares no readable rule: refused (fail closed).
+    Nobody,
 }
 
 /// The access rule of every operation, by method and path template, as the document declares it.
@@ -130,8 +132,8 @@ pub(crate) struct AccessRules {
 }
 
 impl AccessRules {
-    /// Reads `x-roles` from every operation of `doc`. An operation without a readable rule gets none, and
-    /// [`authorize`] refuses it.
+    /// Reads `x-roles` from every operation of `doc`. An operation without a readable rule is refused to
+    /// everyone.
     pub(crate) fn from_document(doc: &Value) -> Self {
         let mut rules: HashMap<String, Vec<(Method, Access)>> = HashMap::new();
         let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
@@ -155,7 +157,7 @@ impl AccessRules {
                         while_enrolling: operation.get("x-while-enrolling")
                             == Some(&Value::Bool(true)),
                     },
-                    _ => continue,
+                    _ => Access::Nobody,
                 };
                 rules
                     .entry(path.clone())
@@ -168,29 +170,34 @@ impl AccessRules {
 }
 
 /// Middleware on the `/api/v1` routes: enforces the operation's `x-roles` (401 without a caller, 403 for a
-/// role not listed, 403 for an operation that declares no rule).
+/// role not listed, 403 for a path the document does not have or an operation that declares no rule).
 pub(crate) async fn authorize(
     State(rules): State<Arc<AccessRules>>,
     matched: Option<MatchedPath>,
     request: Request,
     next: Next,
 ) -> Response {
-    let rule = matched
-        .as_ref()
-        .and_then(|m| rules.rules.get(m.as_str()))
-        .and_then(|ops| ops.iter().find(|(method, _)| method == request.method()))
-        .map(|(_, access)| access);
+    let Some(operations) = matched.as_ref().and_then(|m| rules.rules.get(m.as_str())) else {
+        return AppError::Forbidden.into_response();
+    };
+    let Some((_, rule)) = operations
+        .iter()
+        .find(|(method, _)| method == request.method())
+    else {
+        // A documented path with a method it does not have: the router answers 405 with `Allow`.
+        return next.run(request).await;
+    };
     let verdict = match rule {
-        Some(Access::Anyone) => Ok(()),
-        Some(Access::Roles {
+        Access::Anyone => Ok(()),
+        Access::Roles {
             roles,
             while_enrolling,
-        }) => match request.extensions().get::<Principal>() {
+        } => match request.extensions().get::<Principal>() {
             None => Err(AppError::Unauthorized),
             Some(p) if p.totp_pending && !while_enrolling => Err(AppError::TotpEnrolmentRequired),
             Some(p) => p.require(roles),
         },
-        None => Err(AppError::Forbidden),
+        Access::Nobody => Err(AppError::Forbidden),
     };
     match verdict {
         Ok(()) => next.run(request).await,

@@ -210,3 +210,53 @@ async fn metrics_count_requests_by_route_template_and_status() {
         "durations are histograms with buckets"
     );
 }
+
+#[tokio::test]
+async fn breaker_states_are_on_metrics_and_health_status() {
+    let token = "an-operator-status-token";
+    let server =
+        test_support::require!(server(Backend::Sqlite, &[("HEALTH_STATUS_TOKEN", token)]).await);
+    server.state.breakers().get("bank").force_open();
+    let response = send(
+        &server.state,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let value = |breaker: &str, state: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("circuit_breaker_state{")
+                    && l.contains(&format!(r#"breaker="{breaker}""#))
+                    && l.contains(&format!(r#"state="{state}""#))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {breaker}/{state} series in:\n{text}"))
+    };
+    assert_eq!(value("bank", "forced_open"), "1");
+    assert_eq!(value("bank", "closed"), "0");
+    for upstream in reference_server::UPSTREAMS.iter().filter(|u| **u != "bank") {
+        assert_eq!(value(upstream, "closed"), "1");
+    }
+    server.state.health().refresh().await;
+    let (_, status) =
+        support::call(&server.state, "GET", "/health/status", Some(token), None).await;
+    let upstreams: Vec<&String> = status["checks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("upstreams"))
+        .collect();
+    assert!(!upstreams.is_empty(), "{status}");
+    assert!(status.to_string().contains("bank"), "{status}");
+}

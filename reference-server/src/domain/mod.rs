@@ -6,5 +6,6 @@ pub mod identity;
 pub mod integrity;
 pub mod invoices;
 pub mod ledger;
+pub mod retention;
 pub mod rights;
 pub mod totp;
