@@ -134,10 +134,11 @@ impl RateLimiter {
     /// no Redis store (with Redis it decides in memory all the same, which is only the fallback's view).
     #[must_use]
     pub fn check_now<'a>(&self, key: impl Into<Key<'a>>, limit: &'a Limit, cost: u64) -> Decision {
+        let memory = &self.inner.memory;
+        // Hash the key first: it was just written by the caller, and is read in place.
+        let located = memory.locate_single(&key.into(), limit);
         let now = self.inner.clock.now_micros();
-        self.inner
-            .memory
-            .decide(&[Check::charge(limit, key)], cost, now)
+        memory.decide_located(located, limit, true, cost, now)
     }
 
     /// Decides a set of checks: every charged check is charged when all fit, none otherwise. At most

@@ -1,12 +1,23 @@
 //! The in-memory store: sharded, one atomic word per key, bounded.
 //!
-//! Each key is hashed once per check (foldhash with a random seed per store, so clients cannot aim at one shard
-//! or make two keys share a state); the hash picks the shard, and a bijective mix of it with the limit's name
-//! hash is the 64-bit cell id. A shard is a `RwLock` around a map from cell id to an `AtomicU64` holding the
-//! TAT: a decision on a known key takes the shard's read lock (one atomic read-modify-write to take, one to
-//! release; not lock-free) and settles the key with a compare-and-swap, so decisions on one shard run side by
-//! side; only a new key takes the write lock. All limits of one key live in one shard, so a decision over
-//! several limits of one key takes that read lock once.
+//! Each key is hashed once per decision (numbers and IPv4 addresses by a folded multiply with random seeds per
+//! store, other keys by foldhash with a random seed per store, so clients cannot aim at one shard or make two
+//! keys share a state); the hash picks the shard, and together with the limit's name hash makes the 64-bit cell
+//! id. A shard is an array of slots, each a cell id next to an `AtomicU64` holding the TAT (16 bytes, so a
+//! lookup reads one cache line), with open addressing; the cells of one key start at the same slot (chosen by
+//! the key's hash alone), so a decision over several limits of one key usually reads one line.
+//!
+//! A known key takes no lock: each thread caches a reference to the arrays of the shards it used, valid while the
+//! shard's version (one atomic load of a line that only changes when the array is replaced) is unchanged, and
+//! settles the key with a compare-and-swap on its TAT. So a decision on a known key costs one atomic
+//! read-modify-write per limit and writes no shared line but the TAT itself. Everything else (a new key, a stale
+//! cache, a cell not found) runs under the shard's mutex, which adds cells in place (state first, then the id,
+//! published with release ordering) and replaces the array to grow it or to drop lapsed cells: it first freezes
+//! every state of the old array (swapping in a marker), so a compare-and-swap on the old array either lands
+//! before the freeze and is copied, or fails and the caller looks again in the new one; no update is lost.
+//!
+//! Memory: a thread keeps its cached arrays alive until it uses that shard again (then it takes the new one) or
+//! exits, at most 1 024 arrays per thread; `table_bytes` counts the current arrays only.
 //!
 //! A TAT at or before now equals no state at all, so such cells are dropped by sweeps without changing any
 //! decision. A shard sweeps itself whenever it has doubled since its last sweep, so memory tracks the keys in use.
@@ -14,22 +25,26 @@
 //! cell for that limit: every new key of that shard shares one budget until keys expire. A flood of fresh keys
 //! thus cannot grow memory, and cannot get more than one key's quota per shard; known keys are not affected.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::cell::RefCell;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::decision::{Decision, DecisionSource};
-use crate::gcra::{LimitOutcome, MAX_LIMITS_PER_DECISION, Quota, admit, describe};
+use crate::gcra::{Limit, LimitOutcome, MAX_LIMITS_PER_DECISION, Quota, admit, describe};
+use crate::key::Key;
 use crate::limiter::Check;
 
-/// Memory per key at most: the map's entry (16 bytes) and control byte at the lowest load factor.
-const BYTES_PER_SLOT: usize = 17;
+/// Bytes per slot of a shard's array: a cell id and its state.
+const BYTES_PER_SLOT: usize = size_of::<Slot>();
 /// A shard never sweeps below this many keys.
 const MIN_SWEEP_AT: usize = 1024;
 /// At the cap, a shard sweeps at most this often (microseconds), so a flood cannot make every insert a sweep.
 const CAP_SWEEP_INTERVAL_MICROS: u64 = 100_000;
 const OVERFLOW_MARK: u64 = 0x6f76_6572_666c_6f77;
+/// The bits of a cell id that come from the key alone.
+const KEY_BITS: u64 = 0xffff_0000_0000_0000;
 
 /// Settings of a [`MemoryStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,57 +79,177 @@ impl MemoryConfig {
     }
 }
 
-#[derive(Default)]
-struct IdentityHasher(u64);
+/// An empty slot's id (cell ids are never 0).
+const EMPTY: u64 = 0;
+/// The state of a cell in an array that has been replaced: whoever reads it looks again in the shard's current
+/// array. Never a real state (`admit` never produces it).
+const FROZEN: u64 = u64::MAX;
+/// Entries in each thread's cache of shard arrays.
+const THREAD_CACHE: usize = 1024;
 
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+/// One cell: its id and its state, side by side (16 bytes, four to a cache line), so a lookup reads one line.
+struct Slot {
+    id: AtomicU64,
+    tat: AtomicU64,
+}
 
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+impl Slot {
+    const fn empty() -> Self {
+        Self {
+            id: AtomicU64::new(EMPTY),
+            tat: AtomicU64::new(0),
         }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
-type CellMap = HashMap<u64, AtomicU64, BuildHasherDefault<IdentityHasher>>;
+/// The first slot to probe for `id`: its top 16 bits (the key's, see [`cell_id`]) first, then the rest.
+#[inline]
+fn home(id: u64, mask: usize) -> usize {
+    usize::try_from(id.rotate_left(16) & (mask as u64)).unwrap_or(0)
+}
 
+/// The state word of cell `id` in `slots` (open addressing, linear probing, never full).
+#[inline]
+fn find(slots: &[Slot], id: u64) -> Option<&AtomicU64> {
+    let mask = slots.len().checked_sub(1)?;
+    let mut i = home(id, mask);
+    loop {
+        let slot = slots.get(i)?;
+        let found = slot.id.load(Ordering::Acquire);
+        if found == id {
+            return Some(&slot.tat);
+        }
+        if found == EMPTY {
+            return None;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// The smallest array (a power of two, at least 8 slots) that holds `len` cells at most 3/4 full.
+fn capacity_for(len: usize) -> usize {
+    (len.saturating_mul(4) / 3 + 1).next_power_of_two().max(8)
+}
+
+/// A shard's cells, changed only under its mutex. The array is shared (`Arc`) with the threads' caches: cells are
+/// added in place (state first, then the id, released), and an array that must grow or shed lapsed cells is
+/// replaced by a new one after each of its states has been frozen (swapped for [`FROZEN`]) and copied, so a
+/// compare-and-swap on the old array either lands before the freeze (and is copied) or fails.
 struct Table {
-    cells: CellMap,
+    slots: Arc<[Slot]>,
+    len: usize,
     sweep_at: usize,
     next_cap_sweep: u64,
 }
 
+impl Table {
+    fn get(&self, id: u64) -> Option<&AtomicU64> {
+        find(&self.slots, id)
+    }
+
+    /// The cell `id`, added with state 0 when absent.
+    fn get_or_insert(&mut self, id: u64, version: &AtomicU64) -> &AtomicU64 {
+        if find(&self.slots, id).is_none() {
+            if (self.len + 1) * 4 > self.slots.len() * 3 {
+                let capacity = self.slots.len();
+                self.replace(
+                    version,
+                    |_| true,
+                    |kept| capacity_for(kept + 1).max(capacity * 2),
+                );
+            }
+            place(&self.slots, id, 0);
+            self.len += 1;
+        }
+        // Just found or placed: only the holder of the mutex adds cells.
+        match find(&self.slots, id) {
+            Some(cell) => cell,
+            None => &self.slots[0].tat,
+        }
+    }
+
+    /// Replaces the array: freezes every state of the old one, keeps the cells whose state `keep` accepts, in a
+    /// new array of `capacity(kept)` slots (at least enough to hold them 3/4 full), and tells the threads' caches
+    /// (a new `version`).
+    fn replace(
+        &mut self,
+        version: &AtomicU64,
+        mut keep: impl FnMut(u64) -> bool,
+        capacity: impl FnOnce(usize) -> usize,
+    ) {
+        let mut kept = Vec::with_capacity(self.len);
+        for slot in self.slots.iter() {
+            let id = slot.id.load(Ordering::Acquire);
+            if id == EMPTY {
+                continue;
+            }
+            let tat = slot.tat.swap(FROZEN, Ordering::AcqRel);
+            if tat != FROZEN && keep(tat) {
+                kept.push((id, tat));
+            }
+        }
+        let capacity = capacity(kept.len()).max(capacity_for(kept.len()));
+        let slots: Arc<[Slot]> = (0..capacity).map(|_| Slot::empty()).collect();
+        for &(id, tat) in &kept {
+            place(&slots, id, tat);
+        }
+        self.slots = slots;
+        self.len = kept.len();
+        version.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Puts a new cell in the first empty slot from its home (the array has room): state first, then the id.
+fn place(slots: &[Slot], id: u64, tat: u64) {
+    let mask = slots.len() - 1;
+    let mut i = home(id, mask);
+    while slots[i].id.load(Ordering::Relaxed) != EMPTY {
+        i = (i + 1) & mask;
+    }
+    slots[i].tat.store(tat, Ordering::Relaxed);
+    slots[i].id.store(id, Ordering::Release);
+}
+
 #[repr(align(64))]
 struct Shard {
-    table: RwLock<Table>,
+    /// Bumped whenever the array is replaced; a thread's cached array is current while this has not moved.
+    version: AtomicU64,
+    table: Mutex<Table>,
 }
 
 impl Shard {
-    fn read(&self) -> RwLockReadGuard<'_, Table> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         self.table
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Table> {
-        self.table
-            .write()
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
+/// A thread's reference to one shard's array, valid while the shard's version is `version`.
+struct Cached {
+    store: u64,
+    shard: usize,
+    version: u64,
+    slots: Arc<[Slot]>,
+}
+
+thread_local! {
+    /// Each thread's cache of shard arrays, so a known key is settled without touching a lock: one atomic load
+    /// (the version) and the compare-and-swap. At most [`THREAD_CACHE`] arrays per thread; an entry is replaced
+    /// when its slot is needed for another shard or store.
+    static CACHE: RefCell<Vec<Option<Cached>>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
+    id: u64,
     shards: Box<[Shard]>,
     shard_mask: u64,
     per_shard_cap: usize,
     hasher: foldhash::quality::RandomState,
+    /// Seeds for numbers and IPv4 addresses, hashed with one folded multiply instead of the generic hasher.
+    seeds: [u64; 4],
     config: MemoryConfig,
 }
 
@@ -145,10 +280,13 @@ impl MemoryStore {
     pub fn new(config: MemoryConfig) -> Self {
         let shards = config.shards.max(1).next_power_of_two();
         let per_shard_cap = (config.max_keys / shards).max(1);
+        let hasher = foldhash::quality::RandomState::default();
         let shards_vec: Vec<Shard> = (0..shards)
             .map(|_| Shard {
-                table: RwLock::new(Table {
-                    cells: CellMap::default(),
+                version: AtomicU64::new(0),
+                table: Mutex::new(Table {
+                    slots: Arc::new([]),
+                    len: 0,
                     sweep_at: MIN_SWEEP_AT.min(per_shard_cap),
                     next_cap_sweep: 0,
                 }),
@@ -156,10 +294,17 @@ impl MemoryStore {
             .collect();
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
                 shards: shards_vec.into_boxed_slice(),
                 shard_mask: (shards as u64) - 1,
                 per_shard_cap,
-                hasher: foldhash::quality::RandomState::default(),
+                seeds: [
+                    hasher.hash_one(1u64),
+                    hasher.hash_one(2u64) | 1,
+                    hasher.hash_one(3u64),
+                    hasher.hash_one(4u64) | 1,
+                ],
+                hasher,
                 config,
             }),
         }
@@ -168,7 +313,7 @@ impl MemoryStore {
     /// The number of cells held (one per `(limit, key)` seen and not yet swept).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.read().cells.len()).sum()
+        self.inner.shards.iter().map(|s| s.lock().len).sum()
     }
 
     /// Whether no cell is held.
@@ -189,25 +334,107 @@ impl MemoryStore {
         self.inner
             .shards
             .iter()
-            .map(|s| s.read().cells.capacity() * BYTES_PER_SLOT)
+            .map(|s| s.lock().slots.len() * BYTES_PER_SLOT)
             .sum()
     }
 
     /// Drops every cell whose state has lapsed (a TAT at or before `now_micros`): no decision changes.
     pub fn sweep(&self, now_micros: u64) {
         for shard in &self.inner.shards {
-            let mut table = shard.write();
-            sweep_table(&mut table, now_micros);
+            let mut table = shard.lock();
+            sweep_table(&mut table, now_micros, &shard.version);
         }
     }
 
     /// The key's seeded hash and the shard it lives in: every limit of one key lives in the same shard, so a
-    /// decision over several limits of one key takes one read lock.
-    fn locate(&self, check: &Check<'_>) -> (usize, u64) {
-        let key_hash = self.inner.hasher.hash_one(check.key);
-        // The middle bits: cell ids are a bijective mix of the whole hash, so the buckets stay independent.
+    /// decision over several limits of one key reads one array.
+    /// The key's seeded hash: numbers and IPv4 addresses (the usual keys) by one folded multiply with the store's
+    /// random seeds (one pair per kind, so kinds never share a count), the rest by the generic hasher.
+    #[inline]
+    fn key_hash(&self, key: &Key<'_>) -> u64 {
+        let [a, b, c, d] = self.inner.seeds;
+        match *key {
+            Key::Id(n) => folded_multiply(n ^ a, b),
+            Key::Ip(IpAddr::V4(v4)) => folded_multiply(u64::from(u32::from(v4)) ^ c, d),
+            Key::Str(s) => self.hash_other(Key::Str(s)),
+            Key::Bytes(b) => self.hash_other(Key::Bytes(b)),
+            Key::Ip(ip) => self.hash_other(Key::Ip(ip)),
+        }
+    }
+
+    #[inline(never)]
+    fn hash_other(&self, key: Key<'_>) -> u64 {
+        self.inner.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn locate_hashed(&self, key_hash: u64, check: &Check<'_>) -> (usize, u64) {
+        // Bits 32 and up pick the shard (at most 16 of them), the top 16 the slot within it (see `cell_id`).
         let shard = usize::try_from((key_hash >> 32) & self.inner.shard_mask).unwrap_or(0);
         (shard, cell_id(key_hash, check.limit.name_hash()))
+    }
+
+    fn cache_index(&self, shard: usize) -> usize {
+        // Stores start 128 entries apart, so a few stores with 128 shards each do not evict each other.
+        let store = usize::try_from(self.inner.id).unwrap_or(0);
+        shard.wrapping_add(store.wrapping_mul(128)) % THREAD_CACHE
+    }
+
+    /// Runs `f` on this thread's cached array of `shard` when it is the current one; `None` when it is not, or
+    /// when `f` says so: the caller then asks under the shard's mutex.
+    #[inline]
+    fn cached<R>(&self, shard: usize, f: impl FnOnce(&[Slot]) -> Option<R>) -> Option<R> {
+        let version = self
+            .inner
+            .shards
+            .get(shard)?
+            .version
+            .load(Ordering::Acquire);
+        let index = self.cache_index(shard);
+        CACHE
+            .try_with(|cache| {
+                let cache = cache.try_borrow().ok()?;
+                let entry = cache.get(index)?.as_ref()?;
+                if entry.store != self.inner.id || entry.shard != shard || entry.version != version
+                {
+                    return None;
+                }
+                f(&entry.slots)
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Runs `f` under `shard`'s mutex, then caches the shard's current array for this thread.
+    fn locked<R>(&self, shard_index: usize, f: impl FnOnce(&mut Table) -> R) -> R {
+        let shard = &self.inner.shards[shard_index];
+        let mut table = shard.lock();
+        let result = f(&mut table);
+        let version = shard.version.load(Ordering::Relaxed);
+        let index = self.cache_index(shard_index);
+        let _ = CACHE.try_with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return;
+            };
+            if cache.is_empty() {
+                cache.resize_with(THREAD_CACHE, || None);
+            }
+            let Some(entry) = cache.get_mut(index) else {
+                return;
+            };
+            let current = entry.as_ref().is_some_and(|c| {
+                c.store == self.inner.id && c.shard == shard_index && c.version == version
+            });
+            if !current {
+                *entry = Some(Cached {
+                    store: self.inner.id,
+                    shard: shard_index,
+                    version,
+                    slots: Arc::clone(&table.slots),
+                });
+            }
+        });
+        result
     }
 
     /// Decides `checks` at `now_micros`: every check that is to be charged is charged when all fit, none
@@ -220,8 +447,13 @@ impl MemoryStore {
         let n = checks.len().min(MAX_LIMITS_PER_DECISION);
         let mut located = [(0usize, 0u64); MAX_LIMITS_PER_DECISION];
         let mut one_shard = true;
+        let mut key_hash = 0;
         for (i, check) in checks[..n].iter().enumerate() {
-            located[i] = self.locate(check);
+            // A set usually counts several limits for one key: hash it once.
+            if i == 0 || check.key != checks[i - 1].key {
+                key_hash = self.key_hash(&check.key);
+            }
+            located[i] = self.locate_hashed(key_hash, check);
             one_shard &= located[i].0 == located[0].0;
         }
         if n >= 2
@@ -277,8 +509,8 @@ impl MemoryStore {
         decision
     }
 
-    /// The common case of a set: every limit of one shard (one key), every cell known, every check charged.
-    /// One read lock for the whole set; `None` (nothing charged) when the case does not apply.
+    /// The common case of a set: every limit of one shard (one key), every cell known and in this thread's
+    /// cached array, every check charged: no lock at all. `None` (nothing charged) when the case does not apply.
     #[inline]
     fn decide_known(
         &self,
@@ -287,54 +519,47 @@ impl MemoryStore {
         cost: u64,
         now: u64,
     ) -> Option<Decision> {
-        let table = self.inner.shards[located[0].0].read();
-        let mut cells: [Option<&AtomicU64>; MAX_LIMITS_PER_DECISION] =
-            [None; MAX_LIMITS_PER_DECISION];
-        for (i, (check, &(_, id))) in checks.iter().zip(located).enumerate() {
-            if !check.charge {
-                return None;
-            }
-            cells[i] = Some(table.cells.get(&id)?);
+        if checks.iter().any(|c| !c.charge) {
+            return None;
         }
+        let n = checks.len();
         let mut states = [0u64; MAX_LIMITS_PER_DECISION];
-        let mut charged = 0;
-        let mut all_fit = true;
-        for (i, check) in checks.iter().enumerate() {
-            let cell = cells[i]?;
-            match cas_admit(cell, check.limit.quota(), cost, now) {
-                Ok(tat) => {
-                    states[i] = tat;
-                    charged += 1;
-                }
-                Err(tat) => {
-                    states[i] = tat;
-                    all_fit = false;
-                    break;
+        // How many limits were charged (in order), and whether the next one refused (else its array was
+        // replaced under us).
+        let (charged, refused) = self.cached(located[0].0, |slots| {
+            let mut cells: [Option<&AtomicU64>; MAX_LIMITS_PER_DECISION] =
+                [None; MAX_LIMITS_PER_DECISION];
+            for (cell, &(_, id)) in cells.iter_mut().zip(located) {
+                *cell = Some(find(slots, id)?);
+            }
+            for (i, check) in checks.iter().enumerate() {
+                match cas_admit(cells[i]?, check.limit.quota(), cost, now) {
+                    Some(Ok(tat)) => states[i] = tat,
+                    Some(Err(tat)) => {
+                        states[i] = tat;
+                        return Some((i, true));
+                    }
+                    None => return Some((i, false)),
                 }
             }
+            Some((n, false))
+        })?;
+        if charged < n && !refused {
+            // The array was replaced while we charged: give back and let the general path decide.
+            for i in 0..charged {
+                self.refund(located[i], checks[i].limit.quota(), cost, states[i]);
+            }
+            return None;
         }
+        let all_fit = charged == n;
         if !all_fit {
             // Give back what was charged, as the general path does; the rest are described as they stand.
-            for (i, check) in checks.iter().enumerate().take(charged) {
-                let dec = check
-                    .limit
-                    .quota()
-                    .emission_interval_micros()
-                    .saturating_mul(cost);
-                let cell = cells[i]?;
-                states[i] = match cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                    Some(t.saturating_sub(dec))
-                }) {
-                    Ok(prev) | Err(prev) => prev.saturating_sub(dec),
-                };
+            for i in 0..charged {
+                states[i] = self.refund(located[i], checks[i].limit.quota(), cost, states[i]);
             }
-            for (i, cell) in cells
-                .iter()
-                .enumerate()
-                .take(checks.len())
-                .skip(charged + 1)
-            {
-                states[i] = cell.map_or(0, |c| c.load(Ordering::Acquire));
+            for i in charged + 1..n {
+                let (shard, id) = located[i];
+                states[i] = self.peek(shard, id, checks[i].limit.name_hash());
             }
         }
         let mut decision = Decision::new(DecisionSource::Memory);
@@ -349,11 +574,44 @@ impl MemoryStore {
     /// One check: the common case, without the bookkeeping of a set.
     #[inline]
     fn decide_one(&self, check: &Check<'_>, cost: u64, now: u64) -> Decision {
+        self.decide_single(&check.key, check.limit, check.charge, cost, now)
+    }
+
+    /// One limit for one key, from borrowed parts (no copy of the key on the way).
+    #[inline]
+    fn decide_single(
+        &self,
+        key: &Key<'_>,
+        limit: &Limit,
+        charge: bool,
+        cost: u64,
+        now: u64,
+    ) -> Decision {
+        self.decide_located(self.locate_single(key, limit), limit, charge, cost, now)
+    }
+
+    /// The shard and cell id of `limit` for `key` (to locate before reading the clock, while the key is fresh).
+    #[inline]
+    pub(crate) fn locate_single(&self, key: &Key<'_>, limit: &Limit) -> (usize, u64) {
+        let key_hash = self.key_hash(key);
+        let shard = usize::try_from((key_hash >> 32) & self.inner.shard_mask).unwrap_or(0);
+        (shard, cell_id(key_hash, limit.name_hash()))
+    }
+
+    /// One limit for one located key.
+    #[inline]
+    pub(crate) fn decide_located(
+        &self,
+        (shard, id): (usize, u64),
+        limit: &Limit,
+        charge: bool,
+        cost: u64,
+        now: u64,
+    ) -> Decision {
         let mut decision = Decision::new(DecisionSource::Memory);
-        let (shard, id) = self.locate(check);
-        let quota = check.limit.quota();
-        let name_hash = check.limit.name_hash();
-        let outcome = if check.charge && cost > 0 {
+        let quota = limit.quota();
+        let name_hash = limit.name_hash();
+        let outcome = if charge && cost > 0 {
             match self.charge(shard, id, name_hash, quota, cost, now) {
                 Ok((_, tat)) => describe(tat, now, quota, cost, true),
                 Err(tat) => describe(tat, now, quota, cost, false),
@@ -367,25 +625,31 @@ impl MemoryStore {
     }
 
     fn peek(&self, shard: usize, id: u64, name_hash: u64) -> u64 {
-        let table = self.inner.shards[shard].read();
-        if let Some(cell) = table.cells.get(&id) {
-            return cell.load(Ordering::Acquire);
+        let cached = self.cached(shard, |slots| {
+            let tat = find(slots, id)?.load(Ordering::Acquire);
+            (tat != FROZEN).then_some(tat)
+        });
+        if let Some(tat) = cached {
+            return tat;
         }
-        if table.cells.len() >= self.inner.per_shard_cap {
-            // A new key at the cap would be charged to the overflow cell: read that one.
-            let overflow = self.overflow_id(name_hash, shard);
-            return table
-                .cells
-                .get(&overflow)
-                .map_or(0, |c| c.load(Ordering::Acquire));
-        }
-        0
+        self.locked(shard, |table| {
+            if let Some(cell) = table.get(id) {
+                return cell.load(Ordering::Acquire);
+            }
+            if table.len >= self.inner.per_shard_cap {
+                // A new key at the cap would be charged to the overflow cell: read that one.
+                let overflow = self.overflow_id(name_hash, shard);
+                return table.get(overflow).map_or(0, |c| c.load(Ordering::Acquire));
+            }
+            0
+        })
     }
 
     fn overflow_id(&self, name_hash: u64, shard: usize) -> u64 {
         self.inner
             .hasher
             .hash_one((OVERFLOW_MARK, name_hash, shard))
+            .max(1)
     }
 
     /// Charges a cell; `Ok((cell id used, new TAT))` or `Err(current TAT)`.
@@ -398,30 +662,27 @@ impl MemoryStore {
         cost: u64,
         now: u64,
     ) -> Result<(u64, u64), u64> {
-        let shard = &self.inner.shards[shard_index];
-        {
-            let table = shard.read();
-            if let Some(cell) = table.cells.get(&id) {
-                return cas_admit(cell, quota, cost, now).map(|t| (id, t));
+        // A known key: this thread's cached array and one compare-and-swap.
+        if let Some(result) = self.cached(shard_index, |slots| {
+            cas_admit(find(slots, id)?, quota, cost, now)
+        }) {
+            return result.map(|t| (id, t));
+        }
+        self.locked(shard_index, |table| {
+            if let Some(cell) = table.get(id) {
+                return live(cas_admit(cell, quota, cost, now)).map(|t| (id, t));
             }
-        }
-        // Unknown key: nothing to store unless it is admitted.
-        if admit(0, now, quota, cost).is_none() {
-            return Err(0);
-        }
-        let mut table = shard.write();
-        let cell_id = if table.cells.contains_key(&id) {
-            id
-        } else {
-            self.make_room(&mut table, id, now, || {
+            // Unknown key: nothing to store unless it is admitted.
+            if admit(0, now, quota, cost).is_none() {
+                return Err(0);
+            }
+            let version = &self.inner.shards[shard_index].version;
+            let cell_id = self.make_room(table, id, now, version, || {
                 self.overflow_id(name_hash, shard_index)
-            })
-        };
-        let cell = table
-            .cells
-            .entry(cell_id)
-            .or_insert_with(|| AtomicU64::new(0));
-        cas_admit(cell, quota, cost, now).map(|t| (cell_id, t))
+            });
+            let cell = table.get_or_insert(cell_id, version);
+            live(cas_admit(cell, quota, cost, now)).map(|t| (cell_id, t))
+        })
     }
 
     /// Sweeps when due; returns the cell id to use: `id`, or the shard's overflow cell when at the cap.
@@ -430,44 +691,66 @@ impl MemoryStore {
         table: &mut Table,
         id: u64,
         now: u64,
+        version: &AtomicU64,
         overflow: impl FnOnce() -> u64,
     ) -> u64 {
         let cap = self.inner.per_shard_cap;
         // Growing: sweep whenever the shard has doubled since the last sweep (amortized O(1) per insert).
-        if table.cells.len() >= table.sweep_at && table.cells.len() < cap {
-            sweep_table(table, now);
-            table.sweep_at = (table.cells.len() * 2).max(MIN_SWEEP_AT).min(cap);
+        if table.len >= table.sweep_at && table.len < cap {
+            sweep_table(table, now, version);
+            table.sweep_at = (table.len * 2).max(MIN_SWEEP_AT).min(cap);
         }
-        if table.cells.len() < cap {
+        if table.len < cap {
             return id;
         }
         // At the cap: sweep at most once per interval, so a flood cannot make every insert a full sweep.
         if now >= table.next_cap_sweep {
-            sweep_table(table, now);
+            sweep_table(table, now, version);
             table.next_cap_sweep = now.saturating_add(CAP_SWEEP_INTERVAL_MICROS);
-            if table.cells.len() < cap {
+            if table.len < cap {
                 return id;
             }
         }
         overflow()
     }
 
+    /// Gives back `cost` units of a charged cell; its state after that.
     fn refund(&self, (shard, id): (usize, u64), quota: &Quota, cost: u64, tat: u64) -> u64 {
-        let table = self.inner.shards[shard].read();
         let dec = quota.emission_interval_micros().saturating_mul(cost);
-        let Some(cell) = table.cells.get(&id) else {
-            return tat.saturating_sub(dec);
-        };
-        match cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-            Some(t.saturating_sub(dec))
-        }) {
-            Ok(prev) | Err(prev) => prev.saturating_sub(dec),
+        if let Some(after) = self.cached(shard, |slots| give_back(find(slots, id)?, dec)) {
+            return after;
+        }
+        self.locked(shard, |table| match table.get(id) {
+            Some(cell) => give_back(cell, dec).unwrap_or(0),
+            None => tat.saturating_sub(dec),
+        })
+    }
+}
+
+/// Takes `dec` off a state; its new value, or `None` when the array was replaced (the state is frozen).
+fn give_back(cell: &AtomicU64, dec: u64) -> Option<u64> {
+    let mut current = cell.load(Ordering::Acquire);
+    loop {
+        if current == FROZEN {
+            return None;
+        }
+        let new = current.saturating_sub(dec);
+        match cell.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(new),
+            Err(actual) => current = actual,
         }
     }
 }
 
-/// A cell's id: a bijective mix (murmur3's finalizer) of the key's seeded hash and the limit's name hash, so
-/// ids of one key under two limits differ, and which keys share an id stays as unpredictable as the seed.
+/// The result of a compare-and-swap on the shard's current array (under its mutex), where no state is frozen.
+fn live(result: Option<Result<u64, u64>>) -> Result<u64, u64> {
+    result.unwrap_or(Err(FROZEN))
+}
+
+/// A cell's id: the key's seeded hash in the top 16 bits (they choose the cell's first slot, so the limits of one
+/// key sit side by side), and in the other 48 a bijective mix (murmur3's finalizer) of the key's hash and the
+/// limit's name hash, so ids of one key under two limits differ, and which keys share an id stays as
+/// unpredictable as the seed. Never 0 (an empty slot).
 #[inline]
 fn cell_id(key_hash: u64, name_hash: u64) -> u64 {
     let mut x = key_hash ^ name_hash;
@@ -475,26 +758,137 @@ fn cell_id(key_hash: u64, name_hash: u64) -> u64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
+    x ^= x >> 33;
+    ((key_hash & KEY_BITS) | (x >> 16)).max(1)
 }
 
-fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Result<u64, u64> {
+/// The high and low halves of the 128-bit product, folded (foldhash's and ahash's mixing step).
+#[inline]
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    let high = u64::try_from(full >> 64).unwrap_or(0);
+    // Truncation intended: the low half.
+    #[allow(clippy::cast_possible_truncation)]
+    let low = full as u64;
+    high ^ low
+}
+
+/// The GCRA step on one cell: `Some(Ok(new TAT))` when admitted, `Some(Err(current TAT))` when refused, `None`
+/// when the cell's array was replaced (look again in the current one).
+#[inline]
+fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Option<Result<u64, u64>> {
     let mut current = cell.load(Ordering::Acquire);
     loop {
-        let Some(new_tat) = admit(current, now, quota, cost) else {
-            return Err(current);
+        if current == FROZEN {
+            return None;
+        }
+        let Some(new_tat) = admit(current, now, quota, cost).filter(|&t| t != FROZEN) else {
+            return Some(Err(current));
         };
         match cell.compare_exchange_weak(current, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Ok(new_tat),
+            Ok(_) => return Some(Ok(new_tat)),
             Err(actual) => current = actual,
         }
     }
 }
 
-fn sweep_table(table: &mut Table, now: u64) {
-    table.cells.retain(|_, tat| *tat.get_mut() > now);
-    let len = table.cells.len();
-    if table.cells.capacity() > len.saturating_mul(4).max(MIN_SWEEP_AT) {
-        table.cells.shrink_to(len.saturating_mul(2));
+/// Drops the cells that have lapsed by `now`, shrinking the array when most of it went.
+fn sweep_table(table: &mut Table, now: u64, version: &AtomicU64) {
+    let lapsed = table
+        .slots
+        .iter()
+        .any(|s| s.id.load(Ordering::Relaxed) != EMPTY && s.tat.load(Ordering::Relaxed) <= now);
+    if !lapsed {
+        return;
+    }
+    let capacity = table.slots.len();
+    table.replace(
+        version,
+        |tat| tat > now,
+        |kept| {
+            // Shrink when most cells went (keeping room to grow back to twice the survivors), else keep the size.
+            if capacity > capacity_for(kept.saturating_mul(4).max(MIN_SWEEP_AT)) {
+                capacity_for(kept.saturating_mul(2))
+            } else {
+                capacity.max(capacity_for(kept))
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_charge_is_lost_while_the_array_is_replaced_under_other_threads() {
+        // One shard, so the growing keys and the sweeps replace the array the racing threads use.
+        let store = MemoryStore::new(MemoryConfig::default().shards(1).max_keys(1 << 20));
+        let burst = 1_000_000_000;
+        let hot = Limit::new(
+            "hot",
+            Quota::per_second(1_000_000)
+                .unwrap()
+                .with_burst(burst)
+                .unwrap(),
+        )
+        .unwrap();
+        let filler = Limit::new("filler", Quota::per_second(1000).unwrap()).unwrap();
+        let now = 1_000_000;
+        let admitted = AtomicU64::new(0);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        let d = store.decide(&[Check::charge(&hot, Key::Id(7))], 1, now);
+                        assert!(d.is_allowed(), "a false refusal");
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            s.spawn(|| {
+                for k in 0..100_000u64 {
+                    let _ = store.decide(&[Check::charge(&filler, Key::Id(1000 + k))], 1, now);
+                    if k % 1_000 == 0 {
+                        // The fillers have lapsed 2 ms later; `hot` has not.
+                        store.sweep(now + 2_000);
+                    }
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+        });
+        // Every admitted unit is in the state: a lost update would leave more remaining.
+        let d = store.decide(&[Check::peek(&hot, Key::Id(7))], 1, now);
+        let admitted = admitted.load(Ordering::Relaxed);
+        assert!(admitted > 0);
+        assert_eq!(d.outcomes()[0].remaining(), burst - admitted);
+    }
+
+    #[test]
+    fn a_set_of_limits_of_one_key_is_charged_together_across_growth() {
+        let store = MemoryStore::new(MemoryConfig::default().shards(2));
+        let minute = Limit::new("minute", Quota::per_minute(3).unwrap()).unwrap();
+        let hour = Limit::new("hour", Quota::per_hour(5).unwrap()).unwrap();
+        let now = 1;
+        for k in 0..5_000u64 {
+            let set = [
+                Check::charge(&minute, Key::Id(k)),
+                Check::charge(&hour, Key::Id(k)),
+            ];
+            for _ in 0..3 {
+                assert!(store.decide(&set, 1, now).is_allowed());
+            }
+            let refused = store.decide(&set, 1, now);
+            assert!(!refused.is_allowed());
+            assert_eq!(refused.outcomes()[1].remaining(), 2, "hour not charged");
+        }
+        assert_eq!(store.len(), 10_000);
+        // Every key kept its state through the arrays' growth.
+        for k in 0..5_000u64 {
+            let d = store.decide(&[Check::peek(&hour, Key::Id(k))], 1, now);
+            assert_eq!(d.outcomes()[0].remaining(), 2);
+        }
+        assert!(store.table_bytes() >= 10_000 * BYTES_PER_SLOT);
     }
 }
