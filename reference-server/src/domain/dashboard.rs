@@ -226,24 +226,16 @@ pub async fn compute(db: &Db, org: Uuid, today: Date) -> Result<Dashboard, AppEr
         .ok()
         .and_then(|d| d.checked_sub(time::Duration::days(334)))
         .unwrap_or(today);
-    let sql_month = match db {
-        Db::Sqlite(_) => "substr(e.entry_date, 1, 7)",
-        Db::Postgres(_) => "to_char(e.entry_date, 'YYYY-MM')",
-    };
-    let sql = format!(
-        "SELECT {sql_month} AS month, a.kind, \
-         CAST(SUM(CASE WHEN l.side = 'debit' THEN l.amount_minor ELSE 0 END) AS BIGINT) AS debits, \
-         CAST(SUM(CASE WHEN l.side = 'credit' THEN l.amount_minor ELSE 0 END) AS BIGINT) AS credits \
-         FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id JOIN accounts a ON a.id = l.account_id \
-         WHERE l.organization_id = $1 AND a.kind IN ('income', 'expense') AND e.entry_date >= $2 \
-         GROUP BY {sql_month}, a.kind ORDER BY 1"
-    );
-    let monthly: Vec<(String, String, i64, i64)> =
-        with_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(org)
-            .bind(since)
-            .fetch_all(pool)
-            .await)?;
+    let monthly: Vec<(String, String, i64, i64)> = with_pool!(db, |pool| sqlx::query_as(
+        "SELECT m.month, a.kind, CAST(SUM(m.debits) AS BIGINT), CAST(SUM(m.credits) AS BIGINT) \
+         FROM account_months m JOIN accounts a ON a.id = m.account_id \
+         WHERE m.organization_id = $1 AND a.kind IN ('income', 'expense') AND m.month >= $2 \
+         GROUP BY m.month, a.kind ORDER BY 1"
+    )
+    .bind(org)
+    .bind(crate::domain::ledger::month_of(since))
+    .fetch_all(pool)
+    .await)?;
 
     let money = |minor: i64| Money::from_minor(minor, BASE_CURRENCY);
     let cash = cash.map_or(Money::zero(BASE_CURRENCY), |(d, c)| {

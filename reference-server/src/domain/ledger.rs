@@ -571,6 +571,19 @@ macro_rules! post {
                 .fetch_one(&mut *$tx)
                 .await?;
                 sums.insert(account, totals);
+                sqlx::query(
+                    "INSERT INTO account_months (account_id, month, organization_id, debits, credits) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, month) DO UPDATE \
+                     SET debits = account_months.debits + excluded.debits, \
+                         credits = account_months.credits + excluded.credits",
+                )
+                .bind(account)
+                .bind($crate::domain::ledger::month_of(posting.entry_date))
+                .bind(org)
+                .bind(debit)
+                .bind(credit)
+                .execute(&mut *$tx)
+                .await?;
             }
             let violations = $crate::domain::ledger::limit_violations(&chart, posting, &sums);
             if !violations.is_empty() {
@@ -590,6 +603,12 @@ macro_rules! post {
     };
 }
 pub(crate) use post;
+
+/// `YYYY-MM`: the key of a month in `account_months`.
+#[must_use]
+pub fn month_of(date: Date) -> String {
+    format!("{:04}-{:02}", date.year(), u8::from(date.month()))
+}
 
 /// The audit form of a posting.
 #[must_use]
