@@ -17,7 +17,8 @@
 //! before the freeze and is copied, or fails and the caller looks again in the new one; no update is lost.
 //!
 //! Memory: a thread keeps its cached arrays alive until it uses that shard again (then it takes the new one) or
-//! exits, at most 1 024 arrays per thread; `table_bytes` counts the current arrays only.
+//! exits, at most 1 024 arrays per thread; `table_bytes` counts the current arrays only. Dropping a store frees
+//! the dropping thread's entries at once, other threads' when they reuse the entry or exit.
 //!
 //! A TAT at or before now equals no state at all, so such cells are dropped by sweeps without changing any
 //! decision. A shard sweeps itself whenever it has doubled since its last sweep, so memory tracks the keys in use.
@@ -251,6 +252,22 @@ struct Inner {
     /// Seeds for numbers and IPv4 addresses, hashed with one folded multiply instead of the generic hasher.
     seeds: [u64; 4],
     config: MemoryConfig,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // This thread's cached arrays of this store go with it (other threads drop theirs when they reuse the
+        // entry for another store, or exit).
+        let _ = CACHE.try_with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                for entry in cache.iter_mut() {
+                    if entry.as_ref().is_some_and(|c| c.store == self.id) {
+                        *entry = None;
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// Limits kept in this process. Clones share one store.
