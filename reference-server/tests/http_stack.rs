@@ -165,6 +165,14 @@ async fn cors_allows_only_the_configured_origins() {
     );
 }
 
+/// The Prometheus text of `/metrics` (200 checked).
+async fn metrics_text(state: &reference_server::AppState) -> String {
+    let response = send(state, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_and_status() {
     let server = test_support::require!(server(Backend::Sqlite, &[]).await);
@@ -179,22 +187,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
         .status(),
         StatusCode::UNAUTHORIZED
     );
-    let response = send(
-        &server.state,
-        Request::get("/metrics").body(Body::empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&server.state).await;
     let line = text
         .lines()
         .find(|l| {
@@ -217,21 +210,7 @@ async fn breaker_states_are_on_metrics_and_health_status() {
     let server =
         test_support::require!(server(Backend::Sqlite, &[("HEALTH_STATUS_TOKEN", token)]).await);
     server.state.breakers().get("bank").force_open();
-    let response = send(
-        &server.state,
-        Request::get("/metrics").body(Body::empty()).unwrap(),
-    )
-    .await;
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&server.state).await;
     let value = |breaker: &str, state: &str| {
         text.lines()
             .find(|l| {

@@ -554,6 +554,19 @@ pub async fn read(
     row.view()
 }
 
+/// The invoice as it is now, without recording a view: the answer of a write that just changed it.
+///
+/// # Errors
+///
+/// 404 outside the caller's organization; when the database fails.
+pub async fn current(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<InvoiceView, AppError> {
+    load(state, principal.organization_id, id).await?.view()
+}
+
 /// A page of the caller's invoices, newest first by id, after the cursor.
 ///
 /// # Errors
@@ -783,7 +796,7 @@ pub async fn issue(
         },
     )
     .await?;
-    load(state, principal.organization_id, id).await?.view()
+    current(state, principal, id).await
 }
 
 /// A payment as the API takes it.
@@ -898,7 +911,7 @@ pub async fn pay(
         },
     )
     .await?;
-    load(state, principal.organization_id, id).await?.view()
+    current(state, principal, id).await
 }
 
 /// Voids a draft, or an issued invoice without payments (its issue entry is reversed).
@@ -962,7 +975,7 @@ pub async fn void(
             ));
         }
     }
-    load(state, principal.organization_id, id).await?.view()
+    current(state, principal, id).await
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -22,7 +22,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 async fn show(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<dashboard::Dashboard>, AppError> {
-    let board = dashboard::dashboard(&state, &principal).await?;
-    Ok(Json(board.as_ref().clone()))
+) -> Result<Json<std::sync::Arc<dashboard::Dashboard>>, AppError> {
+    // Serialized straight from the cached value: no copy of it per request.
+    dashboard::dashboard(&state, &principal).await.map(Json)
 }

@@ -43,7 +43,7 @@ async fn create(
     Validated(body): Validated<NewInvoice>,
 ) -> Result<Response, AppError> {
     let id = invoices::create(&state, &principal, &body).await?;
-    let invoice = invoices::read(&state, &principal, id).await?;
+    let invoice = invoices::current(&state, &principal, id).await?;
     Ok((StatusCode::CREATED, Json(invoice)).into_response())
 }
 
