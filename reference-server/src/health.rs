@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use health_kit::checks::SqlxPoolCheck;
+use health_kit::Check;
+use health_kit::checks::{RedisCheck, SqlxPoolCheck};
 use health_kit::{
     CheckOptions, ComponentType, DetailPolicy, Health, Measurement, Observation, check_fn,
     snapshot_fn,
@@ -26,6 +27,39 @@ const DB_INTERVAL: Duration = Duration::from_secs(1);
 const DB_TIMEOUT: Duration = Duration::from_secs(2);
 /// Open integrity deviations change only when an audit runs.
 const INTEGRITY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A PING of Redis over a connection made at the first run and kept (a `ConnectionManager` reconnects by
+/// itself). Not critical: while Redis is away the rate limits fall back to memory and the cache to this
+/// instance, so the instance still serves; `/health/status` shows the check failing.
+fn with_redis(builder: health_kit::HealthBuilder, url: &[u8]) -> health_kit::HealthBuilder {
+    let client = match redis::Client::open(String::from_utf8_lossy(url).as_ref()) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "REDIS_URL not usable for the health check");
+            return builder;
+        }
+    };
+    let connection = Arc::new(tokio::sync::OnceCell::new());
+    builder.check(
+        "redis",
+        check_fn(move || {
+            let (client, connection) = (client.clone(), Arc::clone(&connection));
+            async move {
+                match connection
+                    .get_or_try_init(|| redis::aio::ConnectionManager::new(client))
+                    .await
+                {
+                    Ok(conn) => RedisCheck::new(conn.clone()).run().await,
+                    Err(e) => Observation::fail(format!("cannot connect: {e}")),
+                }
+            }
+        }),
+        CheckOptions::non_critical()
+            .timeout(DB_TIMEOUT)
+            .interval(DB_INTERVAL)
+            .component_type(ComponentType::Datastore),
+    )
+}
 
 /// Builds the registry of the server's checks.
 ///
@@ -70,6 +104,9 @@ pub fn registry(
             .interval(INTEGRITY_INTERVAL)
             .component_type(ComponentType::Component),
     );
+    if let Some(url) = &config.redis_url {
+        builder = with_redis(builder, url.expose());
+    }
     builder = builder.check(
         "upstreams",
         health_kit::checks::BreakerRegistryCheck::new(breakers),

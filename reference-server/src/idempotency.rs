@@ -139,6 +139,9 @@ struct Stored {
     created_at: OffsetDateTime,
 }
 
+/// How long past `REQUEST_TIMEOUT` a `running` key is taken for abandoned.
+const ABANDON_MARGIN: time::Duration = time::Duration::seconds(5);
+
 /// Claims the key for this request: `Ok(None)` when it is ours to run, `Ok(Some(answer))` when the answer is
 /// a replay, a 409 or a 422.
 async fn claim(
@@ -176,7 +179,14 @@ async fn claim(
         .await
         })?;
         let Some(existing) = existing else { continue };
-        if now - existing.created_at > KEPT {
+        // A request cannot run longer than REQUEST_TIMEOUT: a key still `running` after that was abandoned
+        // (a panic, a timeout, a stopped process) and is free again rather than 409 for a day.
+        let abandoned = existing.status == "running"
+            && now - existing.created_at
+                > time::Duration::try_from(state.config().request_timeout)
+                    .unwrap_or(KEPT)
+                    .saturating_add(ABANDON_MARGIN);
+        if abandoned || now - existing.created_at > KEPT {
             with_pool!(state.db(), |pool| {
                 sqlx::query("DELETE FROM idempotency_keys WHERE user_id = $1 AND idempotency_key = $2 AND created_at = $3")
                 .bind(user)

@@ -180,10 +180,13 @@ pub(crate) async fn authorize(
     let Some(operations) = matched.as_ref().and_then(|m| rules.rules.get(m.as_str())) else {
         return AppError::Forbidden.into_response();
     };
-    let Some((_, rule)) = operations
-        .iter()
-        .find(|(method, _)| method == request.method())
-    else {
+    // HEAD runs the GET handler (only the body is dropped), so it is held to GET's rule.
+    let method = if request.method() == Method::HEAD {
+        &Method::GET
+    } else {
+        request.method()
+    };
+    let Some((_, rule)) = operations.iter().find(|(m, _)| m == method) else {
         // A documented path with a method it does not have: the router answers 405 with `Allow`.
         return next.run(request).await;
     };

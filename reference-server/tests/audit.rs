@@ -19,6 +19,8 @@ support::on_both_backends!(
     an_edited_event_is_found,
     a_deleted_newest_event_is_found,
     reordered_events_are_found,
+    an_inserted_event_is_found,
+    a_deleted_head_row_is_found,
 );
 
 /// An organization with an owner, a viewer who signed in, and the owner's token.
@@ -203,4 +205,40 @@ async fn reordered_events_are_found(backend: Backend) {
     execute(&server, "UPDATE audit_events SET seq = 3 WHERE seq = 100").await;
     let found = problems(&server).await;
     assert!(found.iter().any(|p| p.contains("event 2")), "{found:?}");
+}
+
+async fn an_inserted_event_is_found(backend: Backend) {
+    let Some((server, _, _)) = populated(backend).await else {
+        return;
+    };
+    // A copy of event 2 slipped in after the last one, with the head moved on to count it.
+    let insert = match backend {
+        Backend::Sqlite => {
+            "INSERT INTO audit_events (organization_id, seq, id, actor_id, action, entity_type, entity_id, \
+             before_value, after_value, occurred_at, hash) SELECT organization_id, 5, randomblob(16), actor_id, \
+             action, entity_type, entity_id, before_value, after_value, occurred_at, hash FROM audit_events WHERE seq = 2"
+        }
+        Backend::Postgres => {
+            "INSERT INTO audit_events (organization_id, seq, id, actor_id, action, entity_type, entity_id, \
+             before_value, after_value, occurred_at, hash) SELECT organization_id, 5, gen_random_uuid(), actor_id, \
+             action, entity_type, entity_id, before_value, after_value, occurred_at, hash FROM audit_events WHERE seq = 2"
+        }
+    };
+    execute(&server, insert).await;
+    execute(&server, "UPDATE audit_heads SET count = count + 1").await;
+    let found = problems(&server).await;
+    assert!(found.iter().any(|p| p.contains("event 5")), "{found:?}");
+}
+
+async fn a_deleted_head_row_is_found(backend: Backend) {
+    let Some((server, _, _)) = populated(backend).await else {
+        return;
+    };
+    execute(&server, "DELETE FROM audit_events WHERE seq = 4").await;
+    execute(&server, "DELETE FROM audit_heads").await;
+    let found = problems(&server).await;
+    assert!(
+        found.iter().any(|p| p.contains("head row is missing")),
+        "{found:?}"
+    );
 }

@@ -174,3 +174,47 @@ async fn status_details_go_to_owners_and_the_status_token_only_and_startup_is_20
         "ready never shows details: {ready}"
     );
 }
+
+#[tokio::test]
+async fn with_redis_configured_status_shows_a_redis_check_that_fails_when_redis_is_cut() {
+    let redis = test_support::require!(test_support::redis().await);
+    let (proxy, url) = test_support::FaultProxy::in_front_of(redis.url())
+        .await
+        .unwrap();
+    let token = "an-operator-status-token";
+    let server = test_support::require!(
+        server(
+            Backend::Sqlite,
+            &[("HEALTH_STATUS_TOKEN", token), ("REDIS_URL", url.as_str())]
+        )
+        .await
+    );
+    let redis_status = |body: &serde_json::Value| {
+        body["checks"]
+            .as_object()
+            .and_then(|checks| checks.iter().find(|(k, _)| k.starts_with("redis")))
+            .map(|(_, v)| v[0]["status"].as_str().unwrap_or_default().to_owned())
+    };
+    server.state.health().refresh().await;
+    let (_, status) =
+        support::call(&server.state, "GET", "/health/status", Some(token), None).await;
+    assert_eq!(redis_status(&status).as_deref(), Some("pass"), "{status}");
+    proxy.cut();
+    // The proxy drops the connection as it sees the cut; the check fails within a few runs.
+    let mut last = serde_json::Value::Null;
+    let mut code = StatusCode::OK;
+    for _ in 0..50 {
+        server.state.health().refresh().await;
+        (code, last) =
+            support::call(&server.state, "GET", "/health/status", Some(token), None).await;
+        if redis_status(&last).as_deref() == Some("fail") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(redis_status(&last).as_deref(), Some("fail"), "{last}");
+    let status = last;
+    // Not critical: the rate limits and the cache fall back, so the instance stays ready.
+    assert_eq!(code, StatusCode::OK, "{status}");
+    assert_eq!(get(&server.state, "/health/ready").await.0, StatusCode::OK);
+}

@@ -165,4 +165,18 @@ async fn a_key_whose_first_request_still_runs_gets_409() {
         post(s, token, Some("key-3"), &body).await.0,
         StatusCode::CONFLICT
     );
+    // A key left `running` for longer than any request may run (REQUEST_TIMEOUT, 30 s by default) was
+    // abandoned: the request runs, rather than 409 for the rest of the day.
+    with_pool!(s.db(), |pool| sqlx::query(
+        "UPDATE idempotency_keys SET created_at = $1 WHERE idempotency_key = 'key-3'"
+    )
+    .bind(now - time::Duration::seconds(40))
+    .execute(pool)
+    .await
+    .map(drop))
+    .unwrap();
+    assert_eq!(
+        post(s, token, Some("key-3"), &body).await.0,
+        StatusCode::CREATED
+    );
 }

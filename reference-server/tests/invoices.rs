@@ -14,6 +14,7 @@ support::on_both_backends!(
     a_purchase_invoice_posts_to_payables,
     voiding_reverses_an_unpaid_invoice_and_refuses_a_paid_one,
     reading_is_audited_and_tenants_and_roles_are_enforced,
+    concurrent_payments_of_one_invoice_are_never_lost,
 );
 
 fn aud(amount: &str) -> Value {
@@ -359,4 +360,55 @@ async fn reading_is_audited_and_tenants_and_roles_are_enforced(backend: Backend)
             .0,
         StatusCode::OK
     );
+}
+
+async fn concurrent_payments_of_one_invoice_are_never_lost(backend: Backend) {
+    let server = test_support::require!(server(backend, &[("RATE_LIMIT_DISABLED", "true")]).await);
+    let token = support::owner(&server, "Acme", "olive@acme.example").await;
+    let (_, invoice) = create(&server, &token, sales("C-1")).await;
+    let id = invoice["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        act(&server, &token, &id, "issue", None).await.0,
+        StatusCode::OK
+    );
+    // 20 payments of 1.00 at once: each is recorded whole or refused with 409, never half.
+    let payments = (0..20).map(|_| {
+        let (state, token, path) = (
+            server.state.clone(),
+            token.clone(),
+            format!("/api/v1/invoices/{id}/payments"),
+        );
+        tokio::spawn(async move {
+            let body = json!({"amount": aud("1.00"), "paid_on": "2026-11-10"});
+            call(&state, "POST", &path, Some(&token), Some(body))
+                .await
+                .0
+        })
+    });
+    let mut accepted = 0;
+    for payment in payments.collect::<Vec<_>>() {
+        match payment.await.unwrap() {
+            StatusCode::OK => accepted += 1,
+            StatusCode::CONFLICT => {}
+            other => panic!("a concurrent payment answered {other}"),
+        }
+    }
+    assert!(accepted >= 1);
+    let (_, invoice) = call(
+        &server.state,
+        "GET",
+        &format!("/api/v1/invoices/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let paid = format!("{accepted}.00");
+    assert_eq!(invoice["paid"], aud(&paid), "{invoice}");
+    // The ledger agrees: cash holds exactly the accepted payments.
+    let cash = balances(&server, &token)
+        .await
+        .into_iter()
+        .find(|(code, _)| code == "1000")
+        .map(|(_, b)| b);
+    assert_eq!(cash.as_deref(), Some(paid.as_str()));
 }

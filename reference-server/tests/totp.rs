@@ -108,7 +108,7 @@ async fn second_factor(backend: Backend) {
         "/api/v1/users",
         Some(&owner_token),
         Some(json!({
-            "email": "sam@acme.example", "name": "Sam", "role": "accountant", "password": PASSWORD,
+            "email": "sam@acme.example", "name": "Sam", "role": "staff", "password": PASSWORD, "pin": "2468",
         })),
     )
     .await;
@@ -130,12 +130,24 @@ async fn second_factor(backend: Backend) {
     assert_eq!(body["type"], "/problems/totp-enrolment-required");
     let (status, _) = call(s, "GET", "/api/v1/users/me", Some(&sam), None).await;
     assert_eq!(status, StatusCode::OK);
-    enrol(s, &sam).await;
+    let sam_secret = enrol(s, &sam).await;
     // The same session is whole once the factor is set up.
     let (status, body) = call(s, "GET", "/api/v1/invoices", Some(&sam), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = login(s, "sam@acme.example", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A PIN does not stand in for the second factor.
+    let pin = |totp: Option<String>| {
+        let mut body = json!({"email": "sam@acme.example", "pin": "2468"});
+        if let Some(code) = totp {
+            body["totp"] = json!(code);
+        }
+        call(s, "POST", "/api/v1/auth/pin", None, Some(body))
+    };
+    assert_eq!(pin(None).await.0, StatusCode::UNAUTHORIZED);
+    let next = code(&sam_secret, s.clock().unix() + 30);
+    let (status, body) = pin(Some(next)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // The changes are in the audit trail, which still verifies.
     let (_, events) = call(

@@ -143,6 +143,41 @@ impl Db {
     }
 }
 
+/// Opens a transaction that will write: `BEGIN IMMEDIATE` on SQLite, which takes the write lock at once, so
+/// concurrent writers wait for each other (up to the busy timeout) instead of one failing with "database is
+/// locked" when it upgrades a read; a plain `BEGIN` on PostgreSQL, whose row locks do the same.
+pub trait BeginWrite {
+    /// The database of the pool.
+    type Database: sqlx::Database;
+
+    /// Begins the transaction.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        self.begin()
+    }
+}
+
 /// Runs the same code on whichever pool `db` holds: `with_pool!(db, |pool| sqlx::query("...").execute(pool))`.
 ///
 /// The body is compiled once per backend, so one SQL text (with `$1`-style parameters, which SQLite reads as

@@ -221,17 +221,34 @@ impl ChainReport {
 ///
 /// When the database fails.
 pub async fn verify(db: &Db, key: &[u8]) -> Result<Vec<ChainReport>, sqlx::Error> {
-    let heads: Vec<(Uuid, Vec<u8>, i64)> = with_pool!(db, |pool| {
+    // Every organization, head row or not: a deleted head row must not hide its chain.
+    let heads: Vec<(Uuid, Option<Vec<u8>>, Option<i64>)> = with_pool!(db, |pool| {
         sqlx::query_as(
         "SELECT o.id, h.last_hash, h.count FROM organizations o LEFT JOIN audit_heads h ON h.organization_id = o.id \
-         WHERE h.organization_id IS NOT NULL ORDER BY o.id"
+         ORDER BY o.id"
     )
     .fetch_all(pool)
     .await
     })?;
     let mut reports = Vec::with_capacity(heads.len());
     for (org, head_hash, head_count) in heads {
-        reports.push(verify_one(db, key, org, &head_hash, head_count).await?);
+        let head = head_hash.zip(head_count);
+        let mut report = verify_one(
+            db,
+            key,
+            org,
+            head.as_ref().map_or(&GENESIS[..], |(h, _)| h.as_slice()),
+            head.as_ref().map_or(0, |(_, c)| *c),
+        )
+        .await?;
+        if head.is_none() {
+            // Registration writes the first event, so an organization always has a chain and a head.
+            report.problems.insert(
+                0,
+                "the head row is missing: deleted, with or without the newest events".to_owned(),
+            );
+        }
+        reports.push(report);
     }
     Ok(reports)
 }

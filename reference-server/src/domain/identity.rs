@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::auth::password::{self, Verified};
 use crate::auth::token::{AUDIENCE, Claims};
 use crate::auth::{Principal, Role};
+use crate::db::BeginWrite;
 use crate::domain::audit::{self, AuditEvent};
 use crate::error::{AppError, FieldError};
 use crate::with_pool;
@@ -219,7 +220,7 @@ pub async fn register(state: &AppState, r: Registration) -> Result<Tokens, AppEr
     let (refresh, refresh_hash) = new_refresh_token();
     let result: Result<(), sqlx::Error> = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("INSERT INTO organizations (id, name, plan, created_at) VALUES ($1, $2, 'authenticated', $3)")
             .bind(org)
             .bind(r.organization_name.trim())
@@ -342,7 +343,7 @@ async fn open_session(
     let one_session = state.config().one_session_per_user;
     with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         if one_session {
             sqlx::query("UPDATE sessions SET revoked_at = $1, revoke_reason = 'new login' WHERE user_id = $2 AND revoked_at IS NULL")
                 .bind(now)
@@ -421,21 +422,33 @@ pub async fn login(
             .map(|done| done.rows_affected()))?;
         }
     }
-    if account.totp_enabled {
-        // The second factor, checked only after the password, and refused the same way as a wrong password.
-        let step = account
-            .totp_secret
-            .as_deref()
-            .zip(totp_given)
-            .and_then(|(secret, code)| {
-                super::totp::accepts(secret, code, state.clock().unix(), account.totp_last_step)
-            })
-            .ok_or(AppError::Unauthorized)?;
-        if !super::totp::consume(state, account.id, step).await? {
-            return Err(AppError::Unauthorized);
-        }
-    }
+    second_factor(state, &account, totp_given).await?;
     open_session(state, &account, "password").await
+}
+
+/// The second factor of an account that has one, checked only after the first, and refused the same way as
+/// a wrong password or PIN: a PIN does not stand in for it.
+async fn second_factor(
+    state: &AppState,
+    account: &Account,
+    totp_given: Option<&str>,
+) -> Result<(), AppError> {
+    if !account.totp_enabled {
+        return Ok(());
+    }
+    let step = account
+        .totp_secret
+        .as_deref()
+        .zip(totp_given)
+        .and_then(|(secret, code)| {
+            super::totp::accepts(secret, code, state.clock().unix(), account.totp_last_step)
+        })
+        .ok_or(AppError::Unauthorized)?;
+    if super::totp::consume(state, account.id, step).await? {
+        Ok(())
+    } else {
+        Err(AppError::Unauthorized)
+    }
 }
 
 /// Signs in with email and PIN. Five failures within 15 minutes lock the account, whatever the source, until
@@ -444,7 +457,12 @@ pub async fn login(
 /// # Errors
 ///
 /// 401 for an unknown or locked account, or a wrong PIN.
-pub async fn login_pin(state: &AppState, email: &str, pin: &str) -> Result<Tokens, AppError> {
+pub async fn login_pin(
+    state: &AppState,
+    email: &str,
+    pin: &str,
+    totp_given: Option<&str>,
+) -> Result<Tokens, AppError> {
     let email = normalize_email(email);
     let pin = if pin.len() > 16 { "" } else { pin };
     let Some(account) = account_by_email(state, &email).await? else {
@@ -455,19 +473,29 @@ pub async fn login_pin(state: &AppState, email: &str, pin: &str) -> Result<Token
         password::verify_nothing(pin);
         return Err(AppError::Unauthorized);
     };
-    if password::verify(stored, pin) == Verified::No {
+    let verified = password::verify(stored, pin);
+    if verified == Verified::No {
         record_pin_failure(state, &account).await?;
         return Err(AppError::Unauthorized);
     }
-    if account.pin_failures > 0 {
-        with_pool!(state.db(), |pool| sqlx::query(
-            "UPDATE users SET pin_failures = 0, pin_window_start = NULL WHERE id = $1"
+    if account.pin_failures > 0 || verified == Verified::YesRehash {
+        let fresh = if verified == Verified::YesRehash {
+            Some(hash_secret(pin)?)
+        } else {
+            None
+        };
+        with_pool!(state.db(), |pool| {
+            sqlx::query(
+            "UPDATE users SET pin_failures = 0, pin_window_start = NULL, pin_hash = COALESCE($2, pin_hash) WHERE id = $1"
         )
         .bind(account.id)
+        .bind(fresh.as_deref())
         .execute(pool)
         .await
-        .map(|done| done.rows_affected()))?;
+        .map(|done| done.rows_affected())
+        })?;
     }
+    second_factor(state, &account, totp_given).await?;
     open_session(state, &account, "pin").await
 }
 
@@ -576,7 +604,7 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Tokens, AppError> 
     // as reuse for the loser.
     let claimed = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let marked = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
             .bind(now)
             .bind(&hash)
@@ -739,7 +767,7 @@ pub async fn change_password(
     let fresh = hash_secret(new)?;
     let now = state.clock().now();
     with_pool!(state.db(), |pool| async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(&fresh)
             .bind(principal.user_id)
@@ -822,7 +850,7 @@ pub async fn create_user(
     let now = state.clock().now();
     let inserted = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO users (id, organization_id, email, name, role, password_hash, pin_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -869,7 +897,7 @@ pub async fn unlock_pin(
 ) -> Result<(), AppError> {
     principal.require(&[Role::Owner])?;
     let changed = with_pool!(state.db(), |pool| async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE users SET pin_locked = FALSE, pin_failures = 0, pin_window_start = NULL \
              WHERE id = $1 AND organization_id = $2 AND erased_at IS NULL",

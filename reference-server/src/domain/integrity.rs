@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Principal, Role};
+use crate::db::BeginWrite;
 use crate::db::Db;
 use crate::domain::invoices;
 use crate::error::AppError;
@@ -378,7 +379,7 @@ pub async fn run_for(state: &AppState, org: Uuid) -> Result<RunView, IntegrityEr
     };
     with_pool!(db, |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query("UPDATE integrity_runs SET finished_at = $1, status = $2, summary = $3, deviations = $4 WHERE id = $5")
             .bind(finished)
             .bind(status)

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Principal, Role};
+use crate::db::BeginWrite;
 use crate::domain::audit::{self, AuditEvent};
 use crate::domain::ledger::{self, BASE_CURRENCY, Posting, Source, parse_date};
 use crate::error::AppError;
@@ -325,7 +326,7 @@ pub async fn create(
     let now = state.clock().now();
     let created = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO invoices (id, organization_id, kind, number, counterparty, issue_date, due_date, currency, status, \
              line_net_total, allowance_total, charge_total, tax_exclusive_amount, tax_total, tax_inclusive_amount, \
@@ -538,7 +539,7 @@ pub async fn read(
     let row = load(state, principal.organization_id, id).await?;
     let org = principal.organization_id;
     with_pool!(state.db(), |pool| async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let event = AuditEvent {
             actor_id: Some(principal.user_id),
             action: "invoice.view",
@@ -653,16 +654,19 @@ async fn transition(
     let paid_total = row.paid_total.saturating_add(payment.map_or(0, |p| p.1));
     with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         if let Some(posting) = posting
             && let Err(violations) = ledger::post!(tx, state, org, actor, posting).await?
         {
             return Ok::<_, sqlx::Error>(Err(AppError::from(violations)));
         }
         let issue_entry = if to == "issued" { posting.map(|p| p.id) } else { row.issue_entry_id };
+        // Guarded by the status and the paid total this change was computed from: a concurrent payment (or
+        // any other change) makes it affect no row, so none is lost and nothing is overpaid.
         let guard = if from.len() == 1 { "status = $6" } else { "(status = $6 OR status = $7)" };
         let sql = format!(
-            "UPDATE invoices SET status = $1, paid_total = $2, issue_entry_id = $3 WHERE id = $4 AND organization_id = $5 AND {guard}"
+            "UPDATE invoices SET status = $1, paid_total = $2, issue_entry_id = $3 \
+             WHERE id = $4 AND organization_id = $5 AND paid_total = $8 AND {guard}"
         );
         let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to)
@@ -672,6 +676,7 @@ async fn transition(
             .bind(org)
             .bind(from.first().copied().unwrap_or_default())
             .bind(from.get(1).copied().unwrap_or_default())
+            .bind(row.paid_total)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Principal, Role};
+use crate::db::BeginWrite;
 use crate::domain::audit::{self, AuditEvent};
 use crate::error::{AppError, FieldError};
 use crate::with_pool;
@@ -182,7 +183,7 @@ pub async fn create_account(
     let org = principal.organization_id;
     let inserted = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(
             "INSERT INTO accounts (id, organization_id, code, name, kind, currency, no_negative, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -653,7 +654,7 @@ pub async fn post_manual(
     let org = principal.organization_id;
     let actor = Some(principal.user_id);
     let outcome = with_pool!(state.db(), |pool| async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let outcome = crate::domain::ledger::post!(tx, state, org, actor, &posting).await?;
         if outcome.is_ok() {
             tx.commit().await?;
@@ -809,7 +810,7 @@ pub async fn reverse(state: &AppState, principal: &Principal, id: Uuid) -> Resul
     let org = principal.organization_id;
     let actor = Some(principal.user_id);
     let outcome = with_pool!(state.db(), |pool| async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let outcome = crate::domain::ledger::post!(tx, state, org, actor, &posting).await?;
         if outcome.is_ok() {
             tx.commit().await?;

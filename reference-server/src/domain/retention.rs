@@ -15,6 +15,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::db::BeginWrite;
 use crate::domain::audit::{self, AuditEvent};
 use crate::error::AppError;
 use crate::with_pool;
@@ -62,7 +63,7 @@ pub async fn run(state: &AppState) -> Result<Report, AppError> {
     .map(|done| done.rows_affected()))?;
     let (refresh_tokens, sessions) = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let tokens = sqlx::query(
             "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions \
              WHERE (revoked_at IS NOT NULL AND revoked_at < $1) OR last_seen_at < $2)",
@@ -119,7 +120,7 @@ async fn pseudonymize_expired_invoices(
     let mut total = 0u64;
     for org in organizations {
         total = total.saturating_add(with_pool!(state.db(), |pool| async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let changed = sqlx::query(
                 "UPDATE invoices SET counterparty = $2 \
                  WHERE status IN ('paid', 'void') AND issue_date < $1 AND counterparty <> $2 AND organization_id = $3",

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Principal, Role};
+use crate::db::BeginWrite;
 use crate::domain::audit::{self, AuditEvent};
 use crate::error::AppError;
 use crate::with_pool;
@@ -232,7 +233,7 @@ pub async fn erase_user(
     let placeholder = format!("erased-{}@erased.invalid", user.simple());
     let changed = with_pool!(state.db(), |pool| {
         async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE users SET email = $1, name = 'Erased user', password_hash = NULL, pin_hash = NULL, totp_secret = NULL, totp_enabled = FALSE, erased_at = $2 \
              WHERE id = $3 AND organization_id = $4 AND erased_at IS NULL",

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Principal;
+use crate::db::BeginWrite;
 use crate::domain::audit::{self, AuditEvent};
 use crate::error::AppError;
 use crate::with_pool;
@@ -164,7 +165,7 @@ async fn audited(
     event: &AuditEvent,
 ) -> Result<(), AppError> {
     with_pool!(state.db(), |pool| async {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         audit::append!(tx, state, principal.organization_id, event).await?;
         tx.commit().await

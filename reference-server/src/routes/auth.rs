@@ -142,6 +142,9 @@ async fn login(
 struct PinBody {
     email: String,
     pin: String,
+    /// The current TOTP code, when the user has a second factor.
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 /// Signs in with a PIN on a shared terminal; 5 failures in 15 minutes lock the account until its owner unlocks it.
@@ -157,7 +160,7 @@ async fn pin(
     client: Client,
     JsonBody(body): JsonBody<PinBody>,
 ) -> Result<Response, AppError> {
-    let outcome = identity::login_pin(&state, &body.email, &body.pin).await;
+    let outcome = identity::login_pin(&state, &body.email, &body.pin, body.totp.as_deref()).await;
     if let (Some(limits), Err(AppError::Unauthorized)) = (state.limits(), &outcome)
         && let Some(auth) = limits.policies.limit("auth")
     {
