@@ -852,6 +852,14 @@ mod tests {
         .unwrap();
         let filler = Limit::new("filler", Quota::per_second(1000).unwrap()).unwrap();
         let now = 1_000_000;
+        // Charged before the race, so the hot cell's TAT is a second beyond `now` from the start: the sweeps at
+        // `now + 2 ms` below drop the fillers but never the hot cell, and any shortfall is a lost charge.
+        let pre_charge = 1_000_000;
+        assert!(
+            store
+                .decide(&[Check::charge(&hot, Key::Id(7))], pre_charge, now)
+                .is_allowed()
+        );
         let admitted = AtomicU64::new(0);
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -879,7 +887,7 @@ mod tests {
         let d = store.decide(&[Check::peek(&hot, Key::Id(7))], 1, now);
         let admitted = admitted.load(Ordering::Relaxed);
         assert!(admitted > 0);
-        assert_eq!(d.outcomes()[0].remaining(), burst - admitted);
+        assert_eq!(d.outcomes()[0].remaining(), burst - pre_charge - admitted);
     }
 
     #[test]
