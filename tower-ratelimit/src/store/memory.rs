@@ -484,6 +484,7 @@ impl MemoryStore {
         let mut cells = [(0usize, 0u64); MAX_LIMITS_PER_DECISION];
         let mut states = [0u64; MAX_LIMITS_PER_DECISION];
         let mut charged = [false; MAX_LIMITS_PER_DECISION];
+        let mut charges = [Charged::NONE; MAX_LIMITS_PER_DECISION];
         let mut all_fit = true;
         for (i, check) in checks[..n].iter().enumerate() {
             let (shard, id) = located[i];
@@ -491,9 +492,10 @@ impl MemoryStore {
             let quota = check.limit.quota();
             if check.charge && all_fit && cost > 0 {
                 match self.charge(shard, id, name_hash, quota, cost, now) {
-                    Ok((cell, tat)) => {
+                    Ok((cell, done)) => {
                         cells[i] = (shard, cell);
-                        states[i] = tat;
+                        states[i] = done.after;
+                        charges[i] = done;
                         charged[i] = true;
                     }
                     Err(tat) => {
@@ -512,7 +514,7 @@ impl MemoryStore {
         if !all_fit {
             for i in 0..n {
                 if charged[i] {
-                    states[i] = self.refund(cells[i], checks[i].limit.quota(), cost, states[i]);
+                    states[i] = self.refund(cells[i], charges[i]);
                     charged[i] = false;
                 }
             }
@@ -541,6 +543,7 @@ impl MemoryStore {
         }
         let n = checks.len();
         let mut states = [0u64; MAX_LIMITS_PER_DECISION];
+        let mut charges = [Charged::NONE; MAX_LIMITS_PER_DECISION];
         // How many limits were charged (in order), and whether the next one refused (else its array was
         // replaced under us).
         let (charged, refused) = self.cached(located[0].0, |slots| {
@@ -551,7 +554,10 @@ impl MemoryStore {
             }
             for (i, check) in checks.iter().enumerate() {
                 match cas_admit(cells[i]?, check.limit.quota(), cost, now) {
-                    Some(Ok(tat)) => states[i] = tat,
+                    Some(Ok(done)) => {
+                        states[i] = done.after;
+                        charges[i] = done;
+                    }
                     Some(Err(tat)) => {
                         states[i] = tat;
                         return Some((i, true));
@@ -564,7 +570,7 @@ impl MemoryStore {
         if charged < n && !refused {
             // The array was replaced while we charged: give back and let the general path decide.
             for i in 0..charged {
-                self.refund(located[i], checks[i].limit.quota(), cost, states[i]);
+                self.refund(located[i], charges[i]);
             }
             return None;
         }
@@ -572,7 +578,7 @@ impl MemoryStore {
         if !all_fit {
             // Give back what was charged, as the general path does; the rest are described as they stand.
             for i in 0..charged {
-                states[i] = self.refund(located[i], checks[i].limit.quota(), cost, states[i]);
+                states[i] = self.refund(located[i], charges[i]);
             }
             for i in charged + 1..n {
                 let (shard, id) = located[i];
@@ -630,7 +636,7 @@ impl MemoryStore {
         let name_hash = limit.name_hash();
         let outcome = if charge && cost > 0 {
             match self.charge(shard, id, name_hash, quota, cost, now) {
-                Ok((_, tat)) => describe(tat, now, quota, cost, true),
+                Ok((_, done)) => describe(done.after, now, quota, cost, true),
                 Err(tat) => describe(tat, now, quota, cost, false),
             }
         } else {
@@ -669,7 +675,7 @@ impl MemoryStore {
             .max(1)
     }
 
-    /// Charges a cell; `Ok((cell id used, new TAT))` or `Err(current TAT)`.
+    /// Charges a cell; `Ok((cell id used, the charge))` or `Err(current TAT)`.
     fn charge(
         &self,
         shard_index: usize,
@@ -678,7 +684,7 @@ impl MemoryStore {
         quota: &Quota,
         cost: u64,
         now: u64,
-    ) -> Result<(u64, u64), u64> {
+    ) -> Result<(u64, Charged), u64> {
         // A known key: this thread's cached array and one compare-and-swap.
         if let Some(result) = self.cached(shard_index, |slots| {
             cas_admit(find(slots, id)?, quota, cost, now)
@@ -731,36 +737,54 @@ impl MemoryStore {
         overflow()
     }
 
-    /// Gives back `cost` units of a charged cell; its state after that.
-    fn refund(&self, (shard, id): (usize, u64), quota: &Quota, cost: u64, tat: u64) -> u64 {
-        let dec = quota.emission_interval_micros().saturating_mul(cost);
-        if let Some(after) = self.cached(shard, |slots| give_back(find(slots, id)?, dec)) {
+    /// Undoes a charge of a cell when no other has landed since (see [`give_back`]); its state after that.
+    fn refund(&self, (shard, id): (usize, u64), charged: Charged) -> u64 {
+        if let Some(after) = self.cached(shard, |slots| give_back(find(slots, id)?, charged)) {
             return after;
         }
         self.locked(shard, |table| match table.get(id) {
-            Some(cell) => give_back(cell, dec).unwrap_or(0),
-            None => tat.saturating_sub(dec),
+            Some(cell) => give_back(cell, charged).unwrap_or(charged.before),
+            // Swept: the state had lapsed, which is what the charge found at most.
+            None => charged.before,
         })
     }
 }
 
-/// Takes `dec` off a state; its new value, or `None` when the array was replaced (the state is frozen).
-fn give_back(cell: &AtomicU64, dec: u64) -> Option<u64> {
-    let mut current = cell.load(Ordering::Acquire);
-    loop {
-        if current == FROZEN {
-            return None;
-        }
-        let new = current.saturating_sub(dec);
-        match cell.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(new),
-            Err(actual) => current = actual,
-        }
+/// A charge that landed: the state it found and the one it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Charged {
+    before: u64,
+    after: u64,
+}
+
+impl Charged {
+    /// A placeholder where nothing was charged.
+    const NONE: Self = Self {
+        before: 0,
+        after: 0,
+    };
+}
+
+/// Undoes `charged` on its cell: puts back the state it found, but only while the cell still holds the one it
+/// wrote. When another charge has landed since, the state is left as it is: GCRA charges from `max(TAT, now)`,
+/// so taking the units off the later state could erase part of that other charge (an overshoot), while leaving
+/// them costs at most a false refusal. Returns the cell's state after, or `None` when the array was replaced
+/// (the state is frozen).
+fn give_back(cell: &AtomicU64, charged: Charged) -> Option<u64> {
+    match cell.compare_exchange(
+        charged.after,
+        charged.before,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => Some(charged.before),
+        Err(FROZEN) => None,
+        Err(actual) => Some(actual),
     }
 }
 
 /// The result of a compare-and-swap on the shard's current array (under its mutex), where no state is frozen.
-fn live(result: Option<Result<u64, u64>>) -> Result<u64, u64> {
+fn live(result: Option<Result<Charged, u64>>) -> Result<Charged, u64> {
     result.unwrap_or(Err(FROZEN))
 }
 
@@ -790,10 +814,10 @@ fn folded_multiply(x: u64, y: u64) -> u64 {
     high ^ low
 }
 
-/// The GCRA step on one cell: `Some(Ok(new TAT))` when admitted, `Some(Err(current TAT))` when refused, `None`
+/// The GCRA step on one cell: `Some(Ok(Charged))` when admitted, `Some(Err(current TAT))` when refused, `None`
 /// when the cell's array was replaced (look again in the current one).
 #[inline]
-fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Option<Result<u64, u64>> {
+fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Option<Result<Charged, u64>> {
     let mut current = cell.load(Ordering::Acquire);
     loop {
         if current == FROZEN {
@@ -803,7 +827,12 @@ fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Option<Res
             return Some(Err(current));
         };
         match cell.compare_exchange_weak(current, new_tat, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(Ok(new_tat)),
+            Ok(_) => {
+                return Some(Ok(Charged {
+                    before: current,
+                    after: new_tat,
+                }));
+            }
             Err(actual) => current = actual,
         }
     }
@@ -888,6 +917,46 @@ mod tests {
         let admitted = admitted.load(Ordering::Relaxed);
         assert!(admitted > 0);
         assert_eq!(d.outcomes()[0].remaining(), burst - pre_charge - admitted);
+    }
+
+    #[test]
+    fn a_refund_after_another_charge_never_lets_a_third_one_overshoot() {
+        // Burst 1, T = 1 ms. A charges L at 10 ms, then stalls; B is admitted at 12 ms; A's other limit refuses
+        // and A gives L back. Taking T off the state then would erase B's charge (13 ms -> 12 ms) and admit C at
+        // 12 ms too: two admissions at one instant with burst 1.
+        let store = MemoryStore::new(MemoryConfig::default());
+        let l = Limit::new("l", Quota::per_second(1000).unwrap().with_burst(1).unwrap()).unwrap();
+        let quota = l.quota();
+        let (shard, id) = store.locate_single(&Key::Id(1), &l);
+        let name_hash = l.name_hash();
+        let a = store.charge(shard, id, name_hash, quota, 1, 10_000);
+        assert_eq!(a.map(|(_, c)| c.after), Ok(11_000));
+        let b = store.charge(shard, id, name_hash, quota, 1, 12_000);
+        assert_eq!(b.map(|(_, c)| c.after), Ok(13_000));
+        let (cell, charged) = a.unwrap();
+        store.refund((shard, cell), charged);
+        assert!(
+            store
+                .charge(shard, id, name_hash, quota, 1, 12_000)
+                .is_err(),
+            "C admitted at the instant B was"
+        );
+        // Without a charge in between, a refund still gives the units back whole (here through the lock-free
+        // path of a set: both cells are known and cached after the first decision).
+        let z = Limit::new("z", Quota::per_second(1000).unwrap().with_burst(1).unwrap()).unwrap();
+        let set = [Check::charge(&l, Key::Id(2)), Check::charge(&z, Key::Id(2))];
+        assert!(store.decide(&set, 1, 20_000).is_allowed());
+        assert!(
+            store
+                .decide(&[Check::charge(&z, Key::Id(2))], 1, 21_000)
+                .is_allowed()
+        );
+        assert!(!store.decide(&set, 1, 21_000).is_allowed());
+        assert!(
+            store
+                .decide(&[Check::charge(&l, Key::Id(2))], 1, 21_000)
+                .is_allowed()
+        );
     }
 
     #[test]
