@@ -245,37 +245,38 @@ async fn idle_timeout_ends_a_session(backend: Backend) {
 async fn sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_until_the_owner_unlocks(
     backend: Backend,
 ) {
-    // The per-IP `auth` limit would refuse these attempts too; it is off here so that the account lock alone
-    // is what refuses the sixth (the limits have their own test below).
-    let server = test_support::require!(
-        server(
-            backend,
-            &[("ACCESS_TOKEN_TTL", "1h"), ("RATE_LIMIT_DISABLED", "true")]
-        )
-        .await
-    );
+    // Rate limits on, as deployed: each attempt comes from a new address, so the per-address `auth` limit
+    // never refuses one, and only the account's lock can refuse the sixth.
+    let server = test_support::require!(server(backend, &[("ACCESS_TOKEN_TTL", "1h")]).await);
     let owner = register(&server, "Hotel", "owner@hotel.example").await;
     let (status, staff) = call(
         &server.state,
         "POST",
         "/api/v1/users",
         Some(access(&owner)),
-        Some(json!({"email": "sam@hotel.example", "name": "Sam Staff", "role": "staff", "pin": "482913"})),
+        Some(json!({"email": "sam@hotel.example", "name": "Sam Staff", "role": "staff", "pin": "482913", "password": PASSWORD})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{staff}");
+    // Every attempt comes from a client address of its own, as the connection shows it.
+    let next_ip = std::sync::atomic::AtomicU8::new(1);
     let pin = |pin: &'static str| {
         let state = server.state.clone();
+        let ip = next_ip.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async move {
-            call(
-                &state,
-                "POST",
-                "/api/v1/auth/pin",
-                None,
-                Some(json!({"email": "sam@hotel.example", "pin": pin})),
-            )
-            .await
-            .0
+            let mut request = axum::http::Request::post("/api/v1/auth/pin")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    json!({"email": "sam@hotel.example", "pin": pin}).to_string(),
+                ))
+                .unwrap();
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from(([203, 0, 113, ip], 40000)),
+            ));
+            tower::ServiceExt::oneshot(reference_server::app(state), request)
+                .await
+                .unwrap()
+                .status()
         }
     };
     assert_eq!(pin("482913").await, StatusCode::OK);
@@ -286,13 +287,18 @@ async fn sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_unti
     assert_eq!(
         pin("482913").await,
         StatusCode::UNAUTHORIZED,
-        "the sixth attempt is refused even with the right PIN"
+        "the sixth attempt is refused even with the right PIN, from a new address"
     );
     server.state.clock().advance(Duration::from_secs(16 * 60));
     assert_eq!(
         pin("482913").await,
         StatusCode::UNAUTHORIZED,
         "a lock lasts until the owner lifts it"
+    );
+    assert_eq!(
+        login(&server, "sam@hotel.example", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the lock holds the account, its password too"
     );
 
     let staff_id = staff["id"].as_str().unwrap();
@@ -304,6 +310,10 @@ async fn sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_unti
         StatusCode::NO_CONTENT
     );
     assert_eq!(pin("482913").await, StatusCode::OK);
+    assert_eq!(
+        login(&server, "sam@hotel.example", PASSWORD).await.0,
+        StatusCode::OK
+    );
 }
 
 async fn logout_ends_this_session_and_logout_all_ends_every_session(backend: Backend) {

@@ -403,7 +403,12 @@ pub async fn login(
         password::verify_nothing(password_given);
         return Err(AppError::Unauthorized);
     };
-    let Some(stored) = account.password_hash.as_deref() else {
+    // A lock after five wrong PINs holds the account, not only its PIN, until the owner lifts it.
+    let Some(stored) = account
+        .password_hash
+        .as_deref()
+        .filter(|_| !account.pin_locked)
+    else {
         password::verify_nothing(password_given);
         return Err(AppError::Unauthorized);
     };
