@@ -52,19 +52,6 @@ impl Ageing {
             total: z,
         }
     }
-
-    fn add(&mut self, days_overdue: i64, amount: Money) -> Result<(), fin_invariants::MoneyError> {
-        let bucket = match days_overdue {
-            i64::MIN..=0 => &mut self.current,
-            1..=30 => &mut self.days_1_30,
-            31..=60 => &mut self.days_31_60,
-            61..=90 => &mut self.days_61_90,
-            _ => &mut self.days_90_plus,
-        };
-        *bucket = bucket.checked_add(amount)?;
-        self.total = self.total.checked_add(amount)?;
-        Ok(())
-    }
 }
 
 /// An invoice past its due date.
@@ -182,36 +169,101 @@ pub async fn invalidate(state: &AppState, org: Uuid) {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct OpenInvoice {
+struct OverdueRow {
     id: Uuid,
     kind: String,
     number: String,
     counterparty: String,
     due_date: Date,
-    payable_amount: i64,
-    paid_total: i64,
+    outstanding: i64,
+}
+
+/// One kind's open invoices summed per ageing bucket, and how many are overdue.
+#[derive(Debug, sqlx::FromRow)]
+struct AgeingRow {
+    kind: String,
+    current: i64,
+    days_1_30: i64,
+    days_31_60: i64,
+    days_61_90: i64,
+    days_90_plus: i64,
+    overdue: i64,
 }
 
 fn money_error(e: fin_invariants::MoneyError) -> AppError {
     AppError::Internal(format!("dashboard: {e}"))
 }
 
-/// Computes the dashboard from the database.
+/// The open invoices in the base currency: issued or partly paid.
+macro_rules! open_invoices {
+    () => {
+        "FROM invoices WHERE organization_id = $1 AND status IN ('issued', 'partially_paid') AND currency = $2"
+    };
+}
+
+/// Computes the dashboard from the database: every figure is summed by the database, so a computation reads
+/// a few dozen rows (ageing per kind, the overdue shown, the next 30 days, months, cash) whatever the number
+/// of open invoices.
 ///
 /// # Errors
 ///
 /// When the database fails or a sum leaves the range of money.
 pub async fn compute(db: &Db, org: Uuid, today: Date) -> Result<Dashboard, AppError> {
-    let open: Vec<OpenInvoice> = with_pool!(db, |pool| {
-        sqlx::query_as(
-        "SELECT id, kind, number, counterparty, due_date, payable_amount, paid_total FROM invoices \
-         WHERE organization_id = $1 AND status IN ('issued', 'partially_paid') AND currency = $2"
-    )
+    let base = BASE_CURRENCY.code();
+    let days_ago = |n: i64| today.checked_sub(time::Duration::days(n)).unwrap_or(today);
+    let ageing: Vec<AgeingRow> = with_pool!(db, |pool| {
+        sqlx::query_as(concat!(
+        "SELECT kind, \
+         CAST(COALESCE(SUM(CASE WHEN due_date >= $3 THEN payable_amount - paid_total END), 0) AS BIGINT) AS current, \
+         CAST(COALESCE(SUM(CASE WHEN due_date < $3 AND due_date >= $4 THEN payable_amount - paid_total END), 0) AS BIGINT) AS days_1_30, \
+         CAST(COALESCE(SUM(CASE WHEN due_date < $4 AND due_date >= $5 THEN payable_amount - paid_total END), 0) AS BIGINT) AS days_31_60, \
+         CAST(COALESCE(SUM(CASE WHEN due_date < $5 AND due_date >= $6 THEN payable_amount - paid_total END), 0) AS BIGINT) AS days_61_90, \
+         CAST(COALESCE(SUM(CASE WHEN due_date < $6 THEN payable_amount - paid_total END), 0) AS BIGINT) AS days_90_plus, \
+         CAST(COALESCE(SUM(CASE WHEN due_date < $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue ",
+        open_invoices!(),
+        " GROUP BY kind"
+    ))
     .bind(org)
-    .bind(BASE_CURRENCY.code())
+    .bind(base)
+    .bind(today)
+    .bind(days_ago(30))
+    .bind(days_ago(60))
+    .bind(days_ago(90))
     .fetch_all(pool)
     .await
     })?;
+    // Most overdue first, then by number as Rust orders strings (bytewise: "C" collation on PostgreSQL).
+    let overdue_sql = match db {
+        Db::Sqlite(_) => concat!(
+            "SELECT id, kind, number, counterparty, due_date, payable_amount - paid_total AS outstanding ",
+            open_invoices!(),
+            " AND due_date < $3 ORDER BY due_date, number LIMIT $4"
+        ),
+        Db::Postgres(_) => concat!(
+            "SELECT id, kind, number, counterparty, due_date, payable_amount - paid_total AS outstanding ",
+            open_invoices!(),
+            " AND due_date < $3 ORDER BY due_date, number COLLATE \"C\" LIMIT $4"
+        ),
+    };
+    let overdue_rows: Vec<OverdueRow> = with_pool!(db, |pool| sqlx::query_as(overdue_sql)
+        .bind(org)
+        .bind(base)
+        .bind(today)
+        .bind(i64::try_from(OVERDUE_SHOWN).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await)?;
+    let horizon = today.checked_add(time::Duration::days(30)).unwrap_or(today);
+    let upcoming: Vec<(Date, String, i64)> = with_pool!(db, |pool| sqlx::query_as(concat!(
+        "SELECT due_date, kind, CAST(SUM(payable_amount - paid_total) AS BIGINT) ",
+        open_invoices!(),
+        " AND due_date >= $3 AND due_date <= $4 GROUP BY due_date, kind ORDER BY due_date"
+    ))
+    .bind(org)
+    .bind(base)
+    .bind(today)
+    .bind(horizon)
+    .fetch_all(pool)
+    .await)?;
     let cash: Option<(i64, i64)> = with_pool!(db, |pool| {
         sqlx::query_as(
         "SELECT debits_posted, credits_posted FROM accounts WHERE organization_id = $1 AND code = $2"
@@ -243,52 +295,62 @@ pub async fn compute(db: &Db, org: Uuid, today: Date) -> Result<Dashboard, AppEr
     });
     let mut receivables = Ageing::zero();
     let mut payables = Ageing::zero();
-    let mut overdue = Vec::new();
-    let horizon = today.checked_add(time::Duration::days(30)).unwrap_or(today);
-    let mut days: BTreeMap<Date, (Money, Money)> = BTreeMap::new();
-    let (mut inflow, mut outflow) = (Money::zero(BASE_CURRENCY), Money::zero(BASE_CURRENCY));
-    for invoice in open {
-        let outstanding = money(invoice.payable_amount.saturating_sub(invoice.paid_total));
-        let days_overdue = (today - invoice.due_date).whole_days();
-        let sales = invoice.kind == "sales";
-        if sales {
-            receivables.add(days_overdue, outstanding)
+    let mut overdue_count = 0usize;
+    for row in ageing {
+        let ageing = if row.kind == "sales" {
+            &mut receivables
         } else {
-            payables.add(days_overdue, outstanding)
-        }
+            &mut payables
+        };
+        ageing.current = money(row.current);
+        ageing.days_1_30 = money(row.days_1_30);
+        ageing.days_31_60 = money(row.days_31_60);
+        ageing.days_61_90 = money(row.days_61_90);
+        ageing.days_90_plus = money(row.days_90_plus);
+        ageing.total = [
+            row.days_1_30,
+            row.days_31_60,
+            row.days_61_90,
+            row.days_90_plus,
+        ]
+        .into_iter()
+        .try_fold(money(row.current), |sum, m| sum.checked_add(money(m)))
         .map_err(money_error)?;
-        if invoice.due_date <= horizon {
-            let when = invoice.due_date.max(today);
-            let day = days
-                .entry(when)
-                .or_insert((Money::zero(BASE_CURRENCY), Money::zero(BASE_CURRENCY)));
-            if sales {
-                day.0 = day.0.checked_add(outstanding).map_err(money_error)?;
-                inflow = inflow.checked_add(outstanding).map_err(money_error)?;
-            } else {
-                day.1 = day.1.checked_add(outstanding).map_err(money_error)?;
-                outflow = outflow.checked_add(outstanding).map_err(money_error)?;
-            }
-        }
-        if days_overdue > 0 {
-            overdue.push(Overdue {
-                id: invoice.id,
-                kind: invoice.kind,
-                number: invoice.number,
-                counterparty: invoice.counterparty,
-                due_date: invoice.due_date.to_string(),
-                days_overdue,
-                outstanding,
-            });
+        overdue_count = overdue_count.saturating_add(usize::try_from(row.overdue).unwrap_or(0));
+    }
+    let overdue = overdue_rows
+        .into_iter()
+        .map(|row| Overdue {
+            id: row.id,
+            kind: row.kind,
+            number: row.number,
+            counterparty: row.counterparty,
+            due_date: row.due_date.to_string(),
+            days_overdue: (today - row.due_date).whole_days(),
+            outstanding: money(row.outstanding),
+        })
+        .collect();
+    // What is overdue is expected today; the rest on its due date.
+    let overdue_of = |a: &Ageing| a.total.checked_sub(a.current).map_err(money_error);
+    let mut days: BTreeMap<Date, (Money, Money)> = BTreeMap::new();
+    let (late_in, late_out) = (overdue_of(&receivables)?, overdue_of(&payables)?);
+    if late_in.is_positive() || late_out.is_positive() {
+        days.insert(today, (late_in, late_out));
+    }
+    let (mut inflow, mut outflow) = (late_in, late_out);
+    for (due, kind, outstanding) in upcoming {
+        let amount = money(outstanding);
+        let day = days
+            .entry(due)
+            .or_insert((Money::zero(BASE_CURRENCY), Money::zero(BASE_CURRENCY)));
+        if kind == "sales" {
+            day.0 = day.0.checked_add(amount).map_err(money_error)?;
+            inflow = inflow.checked_add(amount).map_err(money_error)?;
+        } else {
+            day.1 = day.1.checked_add(amount).map_err(money_error)?;
+            outflow = outflow.checked_add(amount).map_err(money_error)?;
         }
     }
-    overdue.sort_by(|a, b| {
-        b.days_overdue
-            .cmp(&a.days_overdue)
-            .then_with(|| a.number.cmp(&b.number))
-    });
-    let overdue_count = overdue.len();
-    overdue.truncate(OVERDUE_SHOWN);
 
     let mut months: BTreeMap<String, Month> = BTreeMap::new();
     for (month, kind, debits, credits) in monthly {
