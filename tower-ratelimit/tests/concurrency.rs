@@ -17,11 +17,12 @@ fn threads_racing_on_one_key_never_overshoot_and_charge_sets_together() {
     )
     .unwrap();
     let admitted = AtomicU64::new(0);
+    let refused = AtomicU64::new(0);
     let roomy_alone = AtomicU64::new(0);
     std::thread::scope(|s| {
         for t in 0..4 {
-            let (limiter, tight, roomy, admitted, roomy_alone) =
-                (&limiter, &tight, &roomy, &admitted, &roomy_alone);
+            let (limiter, tight, roomy, admitted, refused, roomy_alone) =
+                (&limiter, &tight, &roomy, &admitted, &refused, &roomy_alone);
             s.spawn(move || {
                 for i in 0..500u64 {
                     if (i + t) % 5 == 0 {
@@ -42,6 +43,8 @@ fn threads_racing_on_one_key_never_overshoot_and_charge_sets_together() {
                         .is_allowed()
                     {
                         admitted.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        refused.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });
@@ -58,10 +61,19 @@ fn threads_racing_on_one_key_never_overshoot_and_charge_sets_together() {
             .remaining()
     };
     assert_eq!(peek(&tight), 0);
-    // The roomy limit was charged once per admitted set and once per lone check, and every refused set was
-    // refunded.
-    assert_eq!(
-        peek(&roomy),
-        1000 - admitted - roomy_alone.load(Ordering::Relaxed)
+    // The roomy limit was charged once per admitted set and once per lone check: none of those is lost. A
+    // refused set undoes its charge of it only when no other charge has landed since (else undoing could erase
+    // part of that charge), so racing refused sets may leave a unit each, never more.
+    let roomy_charged = 1000 - peek(&roomy);
+    let exact = admitted + roomy_alone.load(Ordering::Relaxed);
+    let refused = refused.load(Ordering::Relaxed);
+    assert!(
+        roomy_charged >= exact,
+        "{roomy_charged} charged, {exact} admitted: a lost charge"
     );
+    assert!(
+        roomy_charged <= exact + refused,
+        "{roomy_charged} charged, {exact} admitted, {refused} refused sets"
+    );
+    eprintln!("roomy: {exact} admitted, {roomy_charged} charged ({refused} refused sets)");
 }
