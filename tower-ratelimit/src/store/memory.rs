@@ -16,9 +16,13 @@
 //! every state of the old array (swapping in a marker), so a compare-and-swap on the old array either lands
 //! before the freeze and is copied, or fails and the caller looks again in the new one; no update is lost.
 //!
-//! Memory: a thread keeps its cached arrays alive until it uses that shard again (then it takes the new one) or
-//! exits, at most 1 024 arrays per thread; `table_bytes` counts the current arrays only. Dropping a store frees
-//! the dropping thread's entries at once, other threads' when they reuse the entry or exit.
+//! Memory: a thread's cache keeps the arrays it holds alive, at most one per shard (1 024 per thread in all).
+//! When an array is replaced, the store's epoch moves; a thread lets go of all its replaced arrays of the store
+//! the next time it takes the slow path on any of its shards (a new key, or a shard whose array was replaced) or
+//! sweeps, or when it exits. A thread that only settles known keys of unchanged shards, or stays idle, keeps
+//! them: so beside the current arrays (`table_bytes`), each thread that used the store may hold up to one
+//! replaced array per shard, at worst `threads x shards x` the largest array a shard had. Dropping a store
+//! frees the dropping thread's entries at once, other threads' when they reuse the entry or exit.
 //!
 //! A TAT at or before now equals no state at all, so such cells are dropped by sweeps without changing any
 //! decision. A shard sweeps itself whenever it has doubled since its last sweep, so memory tracks the keys in use.
@@ -64,8 +68,10 @@ impl Default for MemoryConfig {
 }
 
 impl MemoryConfig {
-    /// The most `(limit, key)` cells held at once (default 1 000 000, about 40 MB at most). See the module docs
-    /// for what happens at the cap.
+    /// The most `(limit, key)` cells held at once (default 1 000 000: with the default 128 shards, arrays of
+    /// about 34 MB at the cap). See the module docs for what happens at the cap. On top of the current arrays,
+    /// each thread that used the store may hold up to one replaced array per shard until its next slow path on
+    /// the store (a new key, a replaced shard, a sweep) or its exit: at worst `threads x` that peak again.
     #[must_use]
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);
@@ -149,7 +155,7 @@ impl Table {
     }
 
     /// The cell `id`, added with state 0 when absent.
-    fn get_or_insert(&mut self, id: u64, version: &AtomicU64) -> &AtomicU64 {
+    fn get_or_insert(&mut self, id: u64, version: Versions<'_>) -> &AtomicU64 {
         if find(&self.slots, id).is_none() {
             if (self.len + 1) * 4 > self.slots.len() * 3 {
                 let capacity = self.slots.len();
@@ -171,10 +177,10 @@ impl Table {
 
     /// Replaces the array: freezes every state of the old one, keeps the cells whose state `keep` accepts, in a
     /// new array of `capacity(kept)` slots (at least enough to hold them 3/4 full), and tells the threads' caches
-    /// (a new `version`).
+    /// (a new shard version, then a new store epoch).
     fn replace(
         &mut self,
-        version: &AtomicU64,
+        version: Versions<'_>,
         mut keep: impl FnMut(u64) -> bool,
         capacity: impl FnOnce(usize) -> usize,
     ) {
@@ -196,8 +202,18 @@ impl Table {
         }
         self.slots = slots;
         self.len = kept.len();
-        version.fetch_add(1, Ordering::Release);
+        version.shard.fetch_add(1, Ordering::Release);
+        // After the shard's version: a thread that sees the new epoch sees the new version too.
+        version.store.fetch_add(1, Ordering::Release);
     }
+}
+
+/// The counters a replacement of a shard's array bumps: the shard's version (its threads' cached arrays of that
+/// shard are stale) and the store's epoch (some shard's array was replaced: see [`MemoryStore::release_stale`]).
+#[derive(Clone, Copy)]
+struct Versions<'a> {
+    shard: &'a AtomicU64,
+    store: &'a AtomicU64,
 }
 
 /// Puts a new cell in the first empty slot from its home (the array has room): state first, then the id.
@@ -238,7 +254,34 @@ thread_local! {
     /// Each thread's cache of shard arrays, so a known key is settled without touching a lock: one atomic load
     /// (the version) and the compare-and-swap. At most [`THREAD_CACHE`] arrays per thread; an entry is replaced
     /// when its slot is needed for another shard or store.
-    static CACHE: RefCell<Vec<Option<Cached>>> = const { RefCell::new(Vec::new()) };
+    static CACHE: RefCell<ThreadCache> = const {
+        RefCell::new(ThreadCache {
+            entries: Vec::new(),
+            seen: Vec::new(),
+        })
+    };
+}
+
+/// A thread's cached arrays, and the last epoch of each store at which it released its stale ones.
+struct ThreadCache {
+    entries: Vec<Option<Cached>>,
+    /// `(store id, epoch)`, at most [`SEEN_STORES`] stores (the oldest goes first).
+    seen: Vec<(u64, u64)>,
+}
+
+/// Stores whose epoch a thread remembers; with more stores in turn, a thread only checks for stale arrays more
+/// often.
+const SEEN_STORES: usize = 8;
+
+/// A counter on a cache line of its own (it changes while the store's hot fields are read).
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
@@ -252,6 +295,8 @@ struct Inner {
     /// Seeds for numbers and IPv4 addresses, hashed with one folded multiply instead of the generic hasher.
     seeds: [u64; 4],
     config: MemoryConfig,
+    /// Bumped whenever any shard's array is replaced (after that shard's version).
+    epoch: Padded,
 }
 
 impl Drop for Inner {
@@ -260,7 +305,8 @@ impl Drop for Inner {
         // entry for another store, or exit).
         let _ = CACHE.try_with(|cache| {
             if let Ok(mut cache) = cache.try_borrow_mut() {
-                for entry in cache.iter_mut() {
+                cache.seen.retain(|seen| seen.0 != self.id);
+                for entry in cache.entries.iter_mut() {
                     if entry.as_ref().is_some_and(|c| c.store == self.id) {
                         *entry = None;
                     }
@@ -323,6 +369,7 @@ impl MemoryStore {
                 ],
                 hasher,
                 config,
+                epoch: Padded(AtomicU64::new(0)),
             }),
         }
     }
@@ -345,7 +392,8 @@ impl MemoryStore {
         self.inner.config.max_keys
     }
 
-    /// Bytes held by the cell tables (their allocated capacity), the only memory that grows with keys.
+    /// Bytes of the shards' current arrays (their allocated capacity). Not counted: replaced arrays that
+    /// threads' caches still hold (see [`MemoryConfig::max_keys`]), up to one per shard and thread.
     #[must_use]
     pub fn table_bytes(&self) -> usize {
         self.inner
@@ -359,8 +407,54 @@ impl MemoryStore {
     pub fn sweep(&self, now_micros: u64) {
         for shard in &self.inner.shards {
             let mut table = shard.lock();
-            sweep_table(&mut table, now_micros, &shard.version);
+            sweep_table(&mut table, now_micros, self.versions(shard));
         }
+        self.release_stale();
+    }
+
+    fn versions<'a>(&'a self, shard: &'a Shard) -> Versions<'a> {
+        Versions {
+            shard: &shard.version,
+            store: &self.inner.epoch,
+        }
+    }
+
+    /// Drops this thread's cached arrays of this store that have been replaced, once per change of the store's
+    /// epoch (so a thread releases superseded arrays of every shard, not only of the shards it uses again).
+    fn release_stale(&self) {
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let store = self.inner.id;
+        let _ = CACHE.try_with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return;
+            };
+            if cache.seen.contains(&(store, epoch)) {
+                return;
+            }
+            for (shard_index, shard) in self.inner.shards.iter().enumerate() {
+                let index = self.cache_index(shard_index);
+                let Some(entry) = cache.entries.get_mut(index) else {
+                    break;
+                };
+                let stale = entry.as_ref().is_some_and(|c| {
+                    c.store == store
+                        && c.shard == shard_index
+                        && c.version != shard.version.load(Ordering::Acquire)
+                });
+                if stale {
+                    *entry = None;
+                }
+            }
+            match cache.seen.iter_mut().find(|seen| seen.0 == store) {
+                Some(seen) => seen.1 = epoch,
+                None => {
+                    if cache.seen.len() >= SEEN_STORES {
+                        cache.seen.remove(0);
+                    }
+                    cache.seen.push((store, epoch));
+                }
+            }
+        });
     }
 
     /// The key's seeded hash and the shard it lives in: every limit of one key lives in the same shard, so a
@@ -411,7 +505,7 @@ impl MemoryStore {
         CACHE
             .try_with(|cache| {
                 let cache = cache.try_borrow().ok()?;
-                let entry = cache.get(index)?.as_ref()?;
+                let entry = cache.entries.get(index)?.as_ref()?;
                 if entry.store != self.inner.id || entry.shard != shard || entry.version != version
                 {
                     return None;
@@ -422,7 +516,8 @@ impl MemoryStore {
             .flatten()
     }
 
-    /// Runs `f` under `shard`'s mutex, then caches the shard's current array for this thread.
+    /// Runs `f` under `shard`'s mutex, then caches the shard's current array for this thread (and drops its
+    /// replaced ones, see [`Self::release_stale`]).
     fn locked<R>(&self, shard_index: usize, f: impl FnOnce(&mut Table) -> R) -> R {
         let shard = &self.inner.shards[shard_index];
         let mut table = shard.lock();
@@ -433,10 +528,10 @@ impl MemoryStore {
             let Ok(mut cache) = cache.try_borrow_mut() else {
                 return;
             };
-            if cache.is_empty() {
-                cache.resize_with(THREAD_CACHE, || None);
+            if cache.entries.is_empty() {
+                cache.entries.resize_with(THREAD_CACHE, || None);
             }
-            let Some(entry) = cache.get_mut(index) else {
+            let Some(entry) = cache.entries.get_mut(index) else {
                 return;
             };
             let current = entry.as_ref().is_some_and(|c| {
@@ -451,6 +546,9 @@ impl MemoryStore {
                 });
             }
         });
+        drop(table);
+        // The slow path also lets go of this thread's replaced arrays of other shards (once per epoch).
+        self.release_stale();
         result
     }
 
@@ -699,7 +797,7 @@ impl MemoryStore {
             if admit(0, now, quota, cost).is_none() {
                 return Err(0);
             }
-            let version = &self.inner.shards[shard_index].version;
+            let version = self.versions(&self.inner.shards[shard_index]);
             let cell_id = self.make_room(table, id, now, version, || {
                 self.overflow_id(name_hash, shard_index)
             });
@@ -714,7 +812,7 @@ impl MemoryStore {
         table: &mut Table,
         id: u64,
         now: u64,
-        version: &AtomicU64,
+        version: Versions<'_>,
         overflow: impl FnOnce() -> u64,
     ) -> u64 {
         let cap = self.inner.per_shard_cap;
@@ -839,7 +937,7 @@ fn cas_admit(cell: &AtomicU64, quota: &Quota, cost: u64, now: u64) -> Option<Res
 }
 
 /// Drops the cells that have lapsed by `now`, shrinking the array when most of it went.
-fn sweep_table(table: &mut Table, now: u64, version: &AtomicU64) {
+fn sweep_table(table: &mut Table, now: u64, version: Versions<'_>) {
     let lapsed = table
         .slots
         .iter()
@@ -957,6 +1055,51 @@ mod tests {
                 .decide(&[Check::charge(&l, Key::Id(2))], 1, 21_000)
                 .is_allowed()
         );
+    }
+
+    #[test]
+    fn a_thread_lets_go_of_replaced_arrays_of_every_shard_on_its_next_slow_path() {
+        let store = MemoryStore::new(MemoryConfig::default().shards(16));
+        let limit = Limit::new("l", Quota::per_second(1000).unwrap()).unwrap();
+        let now = 1_000;
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Cells in every shard: this thread caches every shard's array.
+                for k in 0..4_096u64 {
+                    assert!(
+                        store
+                            .decide(&[Check::charge(&limit, Key::Id(k))], 1, now)
+                            .is_allowed()
+                    );
+                }
+                barrier.wait();
+                barrier.wait();
+                // One new key: one shard's slow path.
+                assert!(
+                    store
+                        .decide(&[Check::charge(&limit, Key::Id(1 << 40))], 1, now)
+                        .is_allowed()
+                );
+                barrier.wait();
+            });
+            barrier.wait();
+            let old: Vec<std::sync::Weak<[Slot]>> = store
+                .inner
+                .shards
+                .iter()
+                .map(|shard| Arc::downgrade(&shard.lock().slots))
+                .collect();
+            // Every cell has lapsed: every array is replaced (and shrinks).
+            store.sweep(now + 10_000_000);
+            barrier.wait();
+            barrier.wait();
+            let held = old.iter().filter(|w| w.strong_count() > 0).count();
+            assert_eq!(
+                held, 0,
+                "replaced arrays still held by the other thread's cache"
+            );
+        });
     }
 
     #[test]
