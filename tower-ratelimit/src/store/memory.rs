@@ -1,9 +1,9 @@
 //! The in-memory store: sharded, one atomic word per key, bounded.
 //!
 //! Each key is hashed once per decision (numbers and IPv4 addresses by a folded multiply with random seeds per
-//! store, other keys by foldhash with a random seed per store, so clients cannot aim at one shard or make two
-//! keys share a state); the hash picks the shard, and together with the limit's name hash makes the 64-bit cell
-//! id. A shard is an array of slots, each a cell id next to an `AtomicU64` holding the TAT (16 bytes, so a
+//! store, other keys by foldhash with a random seed per store, so clients cannot aim at one shard; two keys
+//! share a state only when their 64-bit cell ids collide, with negligible probability); the hash picks the
+//! shard, and together with the limit's name hash makes the 64-bit cell id. A shard is an array of slots, each a cell id next to an `AtomicU64` holding the TAT (16 bytes, so a
 //! lookup reads one cache line), with open addressing; the cells of one key start at the same slot (chosen by
 //! the key's hash alone), so a decision over several limits of one key usually reads one line.
 //!
@@ -154,8 +154,9 @@ impl Table {
         find(&self.slots, id)
     }
 
-    /// The cell `id`, added with state 0 when absent.
-    fn get_or_insert(&mut self, id: u64, version: Versions<'_>) -> &AtomicU64 {
+    /// The cell `id`, added with state 0 when absent; `None` only if it is still not found after that (cannot
+    /// happen: only the holder of the mutex adds cells), so that no other key's cell is ever charged instead.
+    fn get_or_insert(&mut self, id: u64, version: Versions<'_>) -> Option<&AtomicU64> {
         if find(&self.slots, id).is_none() {
             if (self.len + 1) * 4 > self.slots.len() * 3 {
                 let capacity = self.slots.len();
@@ -168,11 +169,7 @@ impl Table {
             place(&self.slots, id, 0);
             self.len += 1;
         }
-        // Just found or placed: only the holder of the mutex adds cells.
-        match find(&self.slots, id) {
-            Some(cell) => cell,
-            None => &self.slots[0].tat,
-        }
+        find(&self.slots, id)
     }
 
     /// Replaces the array: freezes every state of the old one, keeps the cells whose state `keep` accepts, in a
@@ -801,7 +798,11 @@ impl MemoryStore {
             let cell_id = self.make_room(table, id, now, version, || {
                 self.overflow_id(name_hash, shard_index)
             });
-            let cell = table.get_or_insert(cell_id, version);
+            // A cell that cannot be found after insertion (cannot happen) refuses, like a frozen state under the
+            // mutex: never another key's cell.
+            let Some(cell) = table.get_or_insert(cell_id, version) else {
+                return Err(FROZEN);
+            };
             live(cas_admit(cell, quota, cost, now)).map(|t| (cell_id, t))
         })
     }
