@@ -72,6 +72,8 @@ support::on_both_backends!(
     bad_bodies_get_problem_answers_and_write_nothing,
     another_tenants_user_is_not_found,
     failed_logins_are_limited_per_account_and_per_client_and_successes_are_free,
+    refresh_tokens_are_stored_as_hashes_only,
+    one_session_per_user_ends_the_older_session,
 );
 
 async fn failed_logins_are_limited_per_account_and_per_client_and_successes_are_free(
@@ -460,4 +462,36 @@ async fn another_tenants_user_is_not_found(backend: Backend) {
             .0,
         StatusCode::NO_CONTENT
     );
+}
+
+async fn refresh_tokens_are_stored_as_hashes_only(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let tokens = register(&server, "Acme", "olive@example.com").await;
+    let raw = refresh_token(&tokens).to_owned();
+    let stored: Vec<Vec<u8>> =
+        reference_server::with_pool!(server.state.db(), |pool| sqlx::query_scalar(
+            "SELECT token_hash FROM refresh_tokens"
+        )
+        .fetch_all(pool)
+        .await)
+        .unwrap();
+    let expected = {
+        use sha2::Digest;
+        sha2::Sha256::digest(raw.as_bytes()).to_vec()
+    };
+    assert_eq!(
+        stored,
+        vec![expected],
+        "only the SHA-256 of the token is kept"
+    );
+}
+
+async fn one_session_per_user_ends_the_older_session(backend: Backend) {
+    let server = test_support::require!(server(backend, &[("ONE_SESSION_PER_USER", "true")]).await);
+    let first = register(&server, "Acme", "olive@example.com").await;
+    assert_eq!(me(&server, access(&first)).await, StatusCode::OK);
+    let (status, second) = login(&server, "olive@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me(&server, access(&first)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&server, access(&second)).await, StatusCode::OK);
 }

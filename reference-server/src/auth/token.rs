@@ -286,6 +286,14 @@ mod tests {
             Err(TokenError::Invalid(_))
         ));
 
+        let mut wrong_iss = c.clone();
+        wrong_iss.iss = "another-issuer".into();
+        let token = ring.sign(&wrong_iss).unwrap();
+        assert!(matches!(
+            ring.verify(&token, 1_000_001),
+            Err(TokenError::Invalid(_))
+        ));
+
         let good = ring.sign(&c).unwrap();
         let (head, rest) = good.split_once('.').unwrap();
         let (_, sig) = rest.split_once('.').unwrap();
