@@ -37,6 +37,31 @@ fn rows<T: Serialize>(rows: &[T]) -> Value {
     serde_json::to_value(rows).unwrap_or(Value::Null)
 }
 
+/// The rows with each of `fields` (integer minor units, as stored) written as money is on the wire:
+/// `{"amount": "110.00", "currency": "AUD"}` in the row's own `currency`.
+fn money_rows<T: Serialize>(records: &[T], fields: &[&str]) -> Value {
+    let mut value = rows(records);
+    for row in value.as_array_mut().into_iter().flatten() {
+        let currency = row
+            .get("currency")
+            .and_then(Value::as_str)
+            .and_then(|c| fin_invariants::Currency::from_code(c).ok());
+        let (Some(currency), Some(object)) = (currency, row.as_object_mut()) else {
+            continue;
+        };
+        for field in fields {
+            if let Some(minor) = object.get(*field).and_then(Value::as_i64) {
+                let money = fin_invariants::Money::from_minor(minor, currency);
+                object.insert(
+                    (*field).to_owned(),
+                    serde_json::to_value(money).unwrap_or(Value::Null),
+                );
+            }
+        }
+    }
+    value
+}
+
 /// Reads `$sql` (one `$1` bind: the organization) into JSON objects of the given row type.
 macro_rules! fetch {
     ($db:expr, $row:ty, $sql:expr, $bind:expr) => {
@@ -74,7 +99,7 @@ struct LineRecord {
     line_no: i64,
     account_id: Uuid,
     side: String,
-    amount_minor: i64,
+    amount: i64,
     currency: String,
 }
 
@@ -104,7 +129,7 @@ struct PaymentRecord {
 }
 
 /// Everything the organization holds: users, accounts, journals, invoices, payments and the audit trail.
-/// Amounts are integer minor units with their currency, as stored. Owners only.
+/// Amounts are money as everywhere on the wire: a decimal string with its currency. Owners only.
 ///
 /// # Errors
 ///
@@ -137,7 +162,7 @@ pub async fn export_organization(
     let lines = fetch!(
         db,
         LineRecord,
-        "SELECT entry_id, CAST(line_no AS BIGINT) AS line_no, account_id, side, amount_minor, currency FROM journal_lines WHERE organization_id = $1 ORDER BY entry_id, line_no",
+        "SELECT entry_id, CAST(line_no AS BIGINT) AS line_no, account_id, side, amount_minor AS amount, currency FROM journal_lines WHERE organization_id = $1 ORDER BY entry_id, line_no",
         org
     )?;
     let invoices = fetch!(
@@ -157,11 +182,14 @@ pub async fn export_organization(
         "organization_id": org,
         "exported_at": state.clock().now().to_string(),
         "users": rows(&users),
-        "accounts": rows(&accounts),
+        "accounts": money_rows(&accounts, &["debits_posted", "credits_posted"]),
         "journal_entries": rows(&entries),
-        "journal_lines": rows(&lines),
-        "invoices": rows(&invoices),
-        "payments": rows(&payments),
+        "journal_lines": money_rows(&lines, &["amount"]),
+        "invoices": money_rows(
+            &invoices,
+            &["tax_exclusive_amount", "tax_total", "payable_amount", "paid_total"],
+        ),
+        "payments": money_rows(&payments, &["amount"]),
         "audit_events": rows(&events),
     }))
 }
