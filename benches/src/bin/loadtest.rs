@@ -5,6 +5,11 @@
 //! throughput and p50/p95/p99 per request kind, on stdout and as JSON. Any status other than the one a request
 //! expects (a 429, a 5xx, a 4xx) counts as an error, and any error makes the exit status 1.
 //!
+//! That is the closed loop. With `--rate` the window is an open loop instead: requests start on a fixed
+//! schedule (the rate spread evenly over the virtual users, each from a random phase) whether or not earlier
+//! ones were answered, and each latency runs from its scheduled start, so a server or client that falls behind
+//! is charged for it (no coordinated omission). The report says how far the client kept to the schedule.
+//!
 //! `benches/loadtest/run.sh` builds the release server, starts it on PostgreSQL and Redis with
 //! `RATE_LIMIT_POLICY=benches/loadtest/policy.toml` and runs this twice, with the query cache and without.
 //!
@@ -12,12 +17,13 @@
 //! cargo run --release -p benches --bin loadtest -- --base-url http://127.0.0.1:18080 --out cache.json
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -42,7 +48,8 @@ const SAMPLES_PER_KIND: usize = 3;
     name = "loadtest",
     about = "Load test of the reference server: seed over HTTP, sign every virtual user in, then run the \
              mix (dashboard 40 %, invoice list 25 %, invoice create 15 %, payment 10 %, invoice read 10 %) \
-             with no think time and report throughput and p50/p95/p99 per request kind"
+             with no think time (closed loop) or at a fixed offered rate (open loop, --rate) and report \
+             throughput and p50/p95/p99 per request kind"
 )]
 struct Args {
     /// The server's base URL (no trailing slash).
@@ -84,6 +91,49 @@ struct Args {
     /// Where to write the results as JSON.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Open loop: start this many requests per second in all, on a fixed schedule, whether or not earlier
+    /// ones have been answered (each virtual user at `rate / users` per second from a random phase), and
+    /// measure each latency from its scheduled start. Without it, closed loop: each user sends its next
+    /// request when the last one is answered.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+}
+
+/// A positive, finite number of requests per second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of requests per second"))?;
+    if rate.is_finite() && rate > 0.0 {
+        Ok(rate)
+    } else {
+        Err(format!("{text:?}: the rate must be a positive number"))
+    }
+}
+
+/// The time between two requests of one virtual user when `users` share `rate` requests per second evenly.
+fn user_interval(rate: f64, users: u32) -> Duration {
+    Duration::from_secs_f64(f64::from(users.max(1)) / rate).max(Duration::from_nanos(1))
+}
+
+/// When tick `k` of a virtual user is due, from the start of the window: its phase plus `k` intervals (exact
+/// integer nanoseconds, so the schedule does not drift however long the window).
+fn tick_offset(phase: Duration, interval: Duration, k: u64) -> Duration {
+    let nanos = phase.as_nanos() + interval.as_nanos() * u128::from(k);
+    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+    let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
+    Duration::new(secs, sub)
+}
+
+/// How many ticks of a schedule fall in a window of `window`: those due strictly before its end.
+fn ticks_in(phase: Duration, interval: Duration, window: Duration) -> u64 {
+    if phase >= window {
+        return 0;
+    }
+    let spare = (window - phase).as_nanos();
+    let step = interval.as_nanos().max(1);
+    u64::try_from(spare.div_ceil(step)).unwrap_or(u64::MAX)
 }
 
 /// `60`, `60s` or `2m`.
@@ -569,6 +619,120 @@ impl Tally {
     fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+
+    /// Counts one answer (or the failure to get one) to a request of `kind` to `path` that took `micros`.
+    fn record(
+        &mut self,
+        kind: Kind,
+        path: &str,
+        expected: StatusCode,
+        outcome: Result<Reply, Failure>,
+        micros: u32,
+    ) {
+        match outcome {
+            Ok(reply) if reply.status == expected => self.micros.push(micros),
+            Ok(reply) => {
+                *self.errors.entry(reply.status.as_u16()).or_default() += 1;
+                if self.samples.len() < SAMPLES_PER_KIND {
+                    self.samples.push(format!(
+                        "{} {path}: {}: {}",
+                        kind.name(),
+                        reply.status,
+                        snippet(&reply.body)
+                    ));
+                }
+            }
+            Err(e) => {
+                *self.errors.entry(0).or_default() += 1;
+                if self.samples.len() < SAMPLES_PER_KIND {
+                    self.samples.push(format!("{} {path}: {e}", kind.name()));
+                }
+            }
+        }
+    }
+}
+
+/// A start later than this after its scheduled time counts as late (the timer's resolution is 1 ms).
+const LATE_AFTER: Duration = Duration::from_millis(2);
+
+/// How well the client kept to an open-loop schedule.
+#[derive(Debug, Default, Clone, Copy)]
+struct Lag {
+    /// Ticks due in the window.
+    ticks: u64,
+    /// Requests sent more than [`LATE_AFTER`] after their scheduled start.
+    late: u64,
+    /// The longest delay between a scheduled start and the actual send, in microseconds.
+    max_micros: u32,
+    /// Request tasks that ended without handing back their answer (an error of the run).
+    lost: u64,
+}
+
+impl Lag {
+    fn merge(&mut self, other: Self) {
+        self.ticks += other.ticks;
+        self.late += other.late;
+        self.max_micros = self.max_micros.max(other.max_micros);
+        self.lost += other.lost;
+    }
+
+    fn note(&mut self, lag: Duration) {
+        if lag > LATE_AFTER {
+            self.late += 1;
+        }
+        self.max_micros = self
+            .max_micros
+            .max(u32::try_from(lag.as_micros()).unwrap_or(u32::MAX));
+    }
+}
+
+/// Requests in flight across every virtual user (open loop), and the most there were at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl InFlight {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One request a virtual user is about to send.
+struct Planned {
+    kind: Kind,
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    expected: StatusCode,
+    /// The invoice a payment pays, kept from other payments of this user until it is answered.
+    paying: Option<String>,
+}
+
+/// An open-loop request's answer, back at its virtual user.
+struct Sent {
+    kind: Kind,
+    path: String,
+    expected: StatusCode,
+    paying: Option<String>,
+    outcome: Result<Reply, Failure>,
+    /// From the scheduled start to the whole answer.
+    micros: u32,
+    /// From the scheduled start to the send.
+    lag: Duration,
+}
+
+/// What one virtual user brings back from the window.
+struct UserOutcome {
+    tallies: [Tally; 5],
+    stopped: Instant,
+    lag: Lag,
 }
 
 /// One signed-in virtual user with its share of its organization's payable invoices.
@@ -579,6 +743,8 @@ struct VirtualUser {
     org: Arc<Org>,
     /// Only this user pays these (so two users never pay one invoice at once), with what each still owes.
     payable: Vec<(String, u64)>,
+    /// Invoices this user's payments still in flight pay (open loop); none of them is paid again meanwhile.
+    paying: HashSet<String>,
     rng: Rng,
     run: String,
     today: String,
@@ -586,49 +752,150 @@ struct VirtualUser {
 }
 
 impl VirtualUser {
-    /// Sends requests back to back until `deadline`; returns the tallies by kind and when it stopped.
-    async fn run(mut self, deadline: Instant) -> ([Tally; 5], Instant) {
+    /// Closed loop: sends requests back to back until `deadline`; returns the tallies by kind and when it
+    /// stopped.
+    async fn run(mut self, deadline: Instant) -> UserOutcome {
         let mut tallies: [Tally; 5] = Default::default();
         while Instant::now() < deadline {
             let kind = Kind::pick(&mut self.rng);
             let tally = &mut tallies[kind.index()];
-            let Some((method, path, body, expected)) = self.next_request(kind) else {
+            let Some(planned) = self.next_request(kind) else {
                 tally.skipped += 1;
                 continue;
             };
             let started = Instant::now();
             let outcome = self
                 .api
-                .send(method, &path, Some(&self.token), body.as_ref())
+                .send(
+                    planned.method,
+                    &planned.path,
+                    Some(&self.token),
+                    planned.body.as_ref(),
+                )
                 .await;
             let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
-            match outcome {
-                Ok(reply) if reply.status == expected => tally.micros.push(micros),
-                Ok(reply) => {
-                    *tally.errors.entry(reply.status.as_u16()).or_default() += 1;
-                    if tally.samples.len() < SAMPLES_PER_KIND {
-                        tally.samples.push(format!(
-                            "{} {path}: {}: {}",
-                            kind.name(),
-                            reply.status,
-                            snippet(&reply.body)
-                        ));
-                    }
-                }
-                Err(e) => {
-                    *tally.errors.entry(0).or_default() += 1;
-                    if tally.samples.len() < SAMPLES_PER_KIND {
-                        tally.samples.push(format!("{} {path}: {e}", kind.name()));
-                    }
-                }
-            }
+            tally.record(kind, &planned.path, planned.expected, outcome, micros);
         }
-        (tallies, Instant::now())
+        UserOutcome {
+            tallies,
+            stopped: Instant::now(),
+            lag: Lag::default(),
+        }
     }
 
-    /// The request for `kind`, or `None` for a payment when nothing of this user's is left to pay.
-    fn next_request(&mut self, kind: Kind) -> Option<(Method, String, Option<Value>, StatusCode)> {
-        Some(match kind {
+    /// Open loop: starts a request at every tick of this user's schedule (`phase` after `start`, then every
+    /// `interval`) due before `start + window`, whether or not the earlier ones have been answered, then waits
+    /// for every answer. Latency runs from the scheduled start, so a late send counts against it.
+    async fn run_open(
+        mut self,
+        start: Instant,
+        window: Duration,
+        phase: Duration,
+        interval: Duration,
+        in_flight: Arc<InFlight>,
+    ) -> UserOutcome {
+        let mut tallies: [Tally; 5] = Default::default();
+        let mut lag = Lag {
+            ticks: ticks_in(phase, interval, window),
+            ..Lag::default()
+        };
+        let token: Arc<str> = Arc::from(self.token.as_str());
+        let mut sending: JoinSet<Sent> = JoinSet::new();
+        let mut tick = 0;
+        while tick < lag.ticks {
+            let due = start + tick_offset(phase, interval, tick);
+            let due_tokio = tokio::time::Instant::from_std(due);
+            // Take in answers until the tick is due (`join_next` loses nothing when the timeout wins).
+            if !sending.is_empty()
+                && let Ok(Some(joined)) =
+                    tokio::time::timeout_at(due_tokio, sending.join_next()).await
+            {
+                self.finish(joined, &mut tallies, &mut lag);
+                continue;
+            }
+            tokio::time::sleep_until(due_tokio).await;
+            tick += 1;
+            let kind = Kind::pick(&mut self.rng);
+            let Some(planned) = self.next_request(kind) else {
+                tallies[kind.index()].skipped += 1;
+                continue;
+            };
+            if let Some(id) = &planned.paying {
+                self.paying.insert(id.clone());
+            }
+            let (api, token, in_flight) =
+                (self.api.clone(), Arc::clone(&token), Arc::clone(&in_flight));
+            sending.spawn(async move {
+                let lag = due.elapsed();
+                in_flight.enter();
+                let outcome = api
+                    .send(
+                        planned.method,
+                        &planned.path,
+                        Some(&token),
+                        planned.body.as_ref(),
+                    )
+                    .await;
+                in_flight.leave();
+                Sent {
+                    kind: planned.kind,
+                    path: planned.path,
+                    expected: planned.expected,
+                    paying: planned.paying,
+                    outcome,
+                    micros: u32::try_from(due.elapsed().as_micros()).unwrap_or(u32::MAX),
+                    lag,
+                }
+            });
+        }
+        while let Some(joined) = sending.join_next().await {
+            self.finish(joined, &mut tallies, &mut lag);
+        }
+        UserOutcome {
+            tallies,
+            stopped: Instant::now(),
+            lag,
+        }
+    }
+
+    /// Counts an open-loop answer and frees the invoice its payment paid.
+    fn finish(
+        &mut self,
+        joined: Result<Sent, tokio::task::JoinError>,
+        tallies: &mut [Tally; 5],
+        lag: &mut Lag,
+    ) {
+        match joined {
+            Ok(sent) => {
+                if let Some(id) = &sent.paying {
+                    self.paying.remove(id);
+                }
+                lag.note(sent.lag);
+                tallies[sent.kind.index()].record(
+                    sent.kind,
+                    &sent.path,
+                    sent.expected,
+                    sent.outcome,
+                    sent.micros,
+                );
+            }
+            // A request task that panicked or was cancelled: an error without an answer. Its invoice stays
+            // out of this user's payments (what it owes is no longer known).
+            Err(e) => {
+                lag.lost += 1;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "error: a request task failed: {e}"
+                );
+            }
+        }
+    }
+
+    /// The request for `kind`, or `None` for a payment when nothing of this user's is left to pay (or, in the
+    /// open loop, all that is left is being paid by requests still in flight).
+    fn next_request(&mut self, kind: Kind) -> Option<Planned> {
+        let mut paying = None;
+        let (method, path, body, expected) = match kind {
             Kind::Dashboard => (
                 Method::GET,
                 "/api/v1/dashboard".to_owned(),
@@ -675,16 +942,22 @@ impl VirtualUser {
                 )
             }
             Kind::Payment => {
-                // A part of an invoice still owing: never more than it owes, so no payment is refused.
+                // A part of an invoice still owing: never more than it owes (what it owes is taken down
+                // when the payment is planned, before it is sent), so no payment is refused; and never an
+                // invoice a payment still in flight pays.
                 self.payable.retain(|(_, owed)| *owed > 0);
-                if self.payable.is_empty() {
+                let free: Vec<usize> = (0..self.payable.len())
+                    .filter(|&i| !self.paying.contains(&self.payable[i].0))
+                    .collect();
+                if free.is_empty() {
                     return None;
                 }
-                let at = self.rng.index(self.payable.len());
+                let at = free[self.rng.index(free.len())];
                 let want = 100 + self.rng.below(1_900);
                 let (id, owed) = &mut self.payable[at];
                 let amount = want.min(*owed);
                 *owed -= amount;
+                paying = Some(id.clone());
                 let body = json!({
                     "amount": {"amount": money(amount), "currency": "AUD"},
                     "paid_on": self.today,
@@ -696,6 +969,14 @@ impl VirtualUser {
                     StatusCode::OK,
                 )
             }
+        };
+        Some(Planned {
+            kind,
+            method,
+            path,
+            body,
+            expected,
+            paying,
         })
     }
 }
@@ -836,6 +1117,7 @@ async fn run(args: Args) -> Result<bool, Failure> {
             token,
             org,
             payable,
+            paying: HashSet::new(),
             rng: Rng(0x5EED_0000 ^ u64::try_from(v).unwrap_or(0)),
             run: run_id.clone(),
             today: today_text.clone(),
@@ -847,30 +1129,62 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    say(&format!(
-        "[{}] running the mix with {} virtual users for {} s from {started_at}",
-        args.label,
-        users_n,
-        args.duration.as_secs()
-    ));
+    match args.rate {
+        None => say(&format!(
+            "[{}] running the mix closed loop with {} virtual users for {} s from {started_at}",
+            args.label,
+            users_n,
+            args.duration.as_secs()
+        )),
+        Some(rate) => say(&format!(
+            "[{}] running the mix open loop at {rate} req/s offered ({} virtual users at {:.3} req/s each) for {} s \
+             from {started_at}",
+            args.label,
+            users_n,
+            rate / f64::from(args.users),
+            args.duration.as_secs()
+        )),
+    }
+    let in_flight = Arc::new(InFlight::default());
     let start = Instant::now();
     let deadline = start + args.duration;
     let mut window = JoinSet::new();
-    for user in users {
-        window.spawn(user.run(deadline));
+    for mut user in users {
+        match args.rate {
+            None => window.spawn(user.run(deadline)),
+            Some(rate) => {
+                let interval = user_interval(rate, args.users);
+                let span = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+                let phase = Duration::from_nanos(user.rng.below(span));
+                window.spawn(user.run_open(
+                    start,
+                    args.duration,
+                    phase,
+                    interval,
+                    Arc::clone(&in_flight),
+                ))
+            }
+        };
     }
     let mut tallies: [Tally; 5] = Default::default();
+    let mut lag = Lag::default();
     let mut end = start;
     while let Some(joined) = window.join_next().await {
-        let (theirs, stopped) = joined.map_err(|e| Failure::Transport(e.to_string()))?;
-        for (mine, theirs) in tallies.iter_mut().zip(theirs) {
+        let theirs = joined.map_err(|e| Failure::Transport(e.to_string()))?;
+        for (mine, theirs) in tallies.iter_mut().zip(theirs.tallies) {
             mine.merge(theirs);
         }
-        end = end.max(stopped);
+        lag.merge(theirs.lag);
+        end = end.max(theirs.stopped);
     }
     let elapsed = end.duration_since(start).as_secs_f64().max(f64::EPSILON);
+    let open = args.rate.map(|rate| OpenLoop {
+        rate,
+        lag,
+        peak_in_flight: in_flight.peak.load(Ordering::Relaxed),
+    });
 
-    let mut report = report(&args, &run_id, &mut tallies, elapsed, issued);
+    let mut report = report(&args, &run_id, &mut tallies, elapsed, issued, open.as_ref());
     report["window_started_at"] = json!(started_at);
     if let Some(path) = &args.out {
         let text =
@@ -879,7 +1193,16 @@ async fn run(args: Args) -> Result<bool, Failure> {
             .map_err(|e| Failure::Output(format!("{}: {e}", path.display())))?;
         say(&format!("[{}] wrote {}", args.label, path.display()));
     }
-    Ok(tallies.iter().all(|t| t.error_count() == 0))
+    Ok(tallies.iter().all(|t| t.error_count() == 0) && lag.lost == 0)
+}
+
+/// What the report says of an open-loop window.
+struct OpenLoop {
+    /// The offered rate, requests per second.
+    rate: f64,
+    lag: Lag,
+    /// The most requests in flight at once.
+    peak_in_flight: u64,
 }
 
 /// Prints the table and the targets, and returns the JSON of the results.
@@ -889,6 +1212,7 @@ fn report(
     tallies: &mut [Tally; 5],
     elapsed: f64,
     issued: usize,
+    open: Option<&OpenLoop>,
 ) -> Value {
     let mut rows = Vec::new();
     let mut kinds = Vec::new();
@@ -941,9 +1265,16 @@ fn report(
     let max = all.last().copied().unwrap_or(0);
     let total_rps = total as f64 / elapsed;
 
+    let mode = match open {
+        None => format!("closed loop, {} virtual users", args.users),
+        Some(open) => format!(
+            "open loop at {} req/s offered, {} virtual users, latency from the scheduled start",
+            open.rate, args.users
+        ),
+    };
     say(&format!(
-        "\n[{}] {} virtual users, {:.1} s window, {}",
-        args.label, args.users, elapsed, args.base_url
+        "\n[{}] {mode}, {:.1} s window, {}",
+        args.label, elapsed, args.base_url
     ));
     say(&format!(
         "{:<15} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -965,8 +1296,32 @@ fn report(
     ));
     if total_skipped > 0 {
         say(&format!(
-            "{total_skipped} payments skipped: their users' invoices were all paid (seed more, or issue more)"
+            "{total_skipped} payments skipped: their users' invoices were all paid{} (seed more, or issue more)",
+            if open.is_some() {
+                " or being paid by payments in flight"
+            } else {
+                ""
+            }
         ));
+    }
+    if let Some(open) = open {
+        let sent = open.lag.ticks.saturating_sub(total_skipped);
+        say(&format!(
+            "schedule: {} ticks ({:.1} req/s), {sent} sent; {} sent more than {} ms late (the client behind its \
+             schedule), latest {} ms behind; at most {} in flight",
+            open.lag.ticks,
+            open.lag.ticks as f64 / args.duration.as_secs_f64().max(f64::EPSILON),
+            open.lag.late,
+            LATE_AFTER.as_millis(),
+            ms(open.lag.max_micros),
+            open.peak_in_flight
+        ));
+        if open.lag.lost > 0 {
+            say(&format!(
+                "{} request tasks lost their answers (counted as errors of the run)",
+                open.lag.lost
+            ));
+        }
     }
     for tally in tallies.iter() {
         for sample in &tally.samples {
@@ -991,9 +1346,23 @@ fn report(
         verdict(create_p95 < 50_000)
     ));
 
+    let schedule = open.map(|open| {
+        json!({
+            "ticks": open.lag.ticks,
+            "sent": open.lag.ticks.saturating_sub(total_skipped),
+            "late_after_ms": LATE_AFTER.as_millis(),
+            "late": open.lag.late,
+            "max_lag_ms": ms_value(open.lag.max_micros),
+            "peak_in_flight": open.peak_in_flight,
+            "lost": open.lag.lost,
+        })
+    });
     json!({
         "label": args.label,
         "run": run_id,
+        "mode": if open.is_some() { "open" } else { "closed" },
+        "offered_rate": open.map(|open| open.rate),
+        "schedule": schedule,
         "base_url": args.base_url,
         "virtual_users": args.users,
         "window_secs": elapsed,
@@ -1088,6 +1457,109 @@ mod tests {
                 "{kind:?}: {got} of 100000, expected about {expected}"
             );
         }
+    }
+
+    #[test]
+    fn the_schedule_spreads_the_rate_over_the_users() {
+        // 200 req/s over 100 users: every user every 500 ms.
+        let interval = user_interval(200.0, 100);
+        assert_eq!(interval, Duration::from_millis(500));
+        let phase = Duration::from_millis(123);
+        assert_eq!(tick_offset(phase, interval, 0), phase);
+        assert_eq!(
+            tick_offset(phase, interval, 3),
+            Duration::from_millis(1_623)
+        );
+        // Exact however far out: a million ticks of 1/3 s land on 333 333.333 s, not drifted.
+        let third = user_interval(3.0, 1);
+        assert_eq!(third, Duration::new(0, 333_333_333));
+        assert_eq!(
+            tick_offset(Duration::ZERO, third, 1_000_000),
+            Duration::new(333_333, 333_000_000)
+        );
+        // Only the ticks due before the end of the window.
+        let window = Duration::from_secs(15);
+        assert_eq!(ticks_in(phase, interval, window), 30);
+        assert_eq!(ticks_in(Duration::ZERO, interval, window), 30);
+        assert_eq!(ticks_in(Duration::from_millis(499), interval, window), 30);
+        assert_eq!(ticks_in(window, interval, window), 0);
+        let last = ticks_in(phase, interval, window) - 1;
+        assert!(tick_offset(phase, interval, last) < window);
+        assert!(tick_offset(phase, interval, last + 1) >= window);
+        // Over every user and any phases within an interval, the offered rate times the window.
+        let mut rng = Rng(7);
+        let total: u64 = (0..100)
+            .map(|_| {
+                let phase = Duration::from_nanos(rng.below(500_000_000));
+                ticks_in(phase, interval, window)
+            })
+            .sum();
+        assert_eq!(total, 3_000);
+    }
+
+    #[test]
+    fn rates_are_positive_numbers() {
+        assert_eq!(parse_rate("200"), Ok(200.0));
+        assert_eq!(parse_rate("2.5"), Ok(2.5));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("-5").is_err());
+        assert!(parse_rate("inf").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+
+    fn user_paying(payable: Vec<(String, u64)>) -> VirtualUser {
+        VirtualUser {
+            number: 0,
+            api: Api::new("http://127.0.0.1:1"),
+            token: String::new(),
+            org: Arc::new(Org {
+                emails: vec![],
+                invoices: vec!["r".into()],
+                payable: vec![],
+            }),
+            payable,
+            paying: HashSet::new(),
+            rng: Rng(3),
+            run: "t".into(),
+            today: "2026-12-01".into(),
+            created: 0,
+        }
+    }
+
+    #[test]
+    fn an_invoice_being_paid_is_not_paid_again_until_answered() {
+        let mut user = user_paying(vec![("a".into(), 1_000_000), ("b".into(), 1_000_000)]);
+        let first = user.next_request(Kind::Payment).unwrap().paying.unwrap();
+        user.paying.insert(first.clone());
+        // While the first is in flight, every payment goes to the other invoice.
+        for _ in 0..20 {
+            let next = user.next_request(Kind::Payment).unwrap();
+            assert_ne!(next.paying.as_deref(), Some(first.as_str()));
+            assert!(next.path.ends_with("/payments"));
+        }
+        // Both in flight: the payment is skipped.
+        let other = if first == "a" { "b" } else { "a" };
+        user.paying.insert(other.into());
+        assert!(user.next_request(Kind::Payment).is_none());
+        // Answered: payable again.
+        user.paying.remove(&first);
+        let again = user.next_request(Kind::Payment).unwrap();
+        assert_eq!(again.paying.as_deref(), Some(first.as_str()));
+    }
+
+    #[test]
+    fn payments_never_exceed_what_is_owed() {
+        let mut user = user_paying(vec![("a".into(), 250)]);
+        let mut paid = 0;
+        while let Some(planned) = user.next_request(Kind::Payment) {
+            let amount = planned
+                .body
+                .as_ref()
+                .and_then(|b| parse_minor(b.get("amount")));
+            paid += amount.unwrap();
+        }
+        assert_eq!(paid, 250);
+        assert!(user.payable.is_empty());
     }
 
     #[test]
