@@ -22,6 +22,7 @@ pub mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -372,8 +373,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(%addr, "listening");
     let state = AppState::with_limits(config, db, Clock::default(), limits);
     state.start().await;
-    let audits = tokio::spawn(integrity_job(state.clone()));
-    let retention = tokio::spawn(retention_job(state.clone()));
+    let audit_every = state.config().integrity_audit_interval;
+    let audits = tokio::spawn(every(audit_every, audit_every, {
+        let state = state.clone();
+        move || {
+            let state = state.clone();
+            async move { integrity_audit(&state).await }
+        }
+    }));
+    let retention = tokio::spawn(every(HOUR, DAY, {
+        let state = state.clone();
+        move || {
+            let state = state.clone();
+            async move { apply_retention(&state).await }
+        }
+    }));
     let served = serve(listener, state, shutdown_signal())
         .await
         .map_err(StartError::Serve);
@@ -382,40 +396,44 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     served
 }
 
-/// Applies retention (`domain::retention`) daily, the first time an hour after start.
-async fn retention_job(state: AppState) {
-    let every = std::time::Duration::from_secs(24 * 60 * 60);
-    let first = tokio::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
-    let mut ticks = tokio::time::interval_at(first, every);
+const HOUR: Duration = Duration::from_secs(60 * 60);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Runs `job` every `period`, the first time `first` after start (a restart loop must not turn into a job
+/// loop); a run that overlaps the next tick makes that tick skipped, not queued.
+async fn every<F, Fut>(first: Duration, period: Duration, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticks.tick().await;
-        match domain::retention::run(&state).await {
-            Ok(report) => tracing::info!(?report, "retention applied"),
-            Err(e) => tracing::error!(error = %e, "retention could not run"),
-        }
+        job().await;
     }
 }
 
-/// Runs the integrity audit of every organization each `INTEGRITY_AUDIT_INTERVAL`, the first one interval
-/// after start (a restart loop must not turn into an audit loop).
-async fn integrity_job(state: AppState) {
-    let every = state.config().integrity_audit_interval;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        ticks.tick().await;
-        match domain::integrity::run_all(&state).await {
-            Ok(runs) => {
-                let deviations: i64 = runs.iter().map(|r| r.deviations).sum();
-                tracing::info!(
-                    organizations = runs.len(),
-                    deviations,
-                    "integrity audit finished"
-                );
-            }
-            Err(e) => tracing::error!(error = %e, "integrity audit could not run"),
+/// The integrity audit of every organization, each `INTEGRITY_AUDIT_INTERVAL`.
+async fn integrity_audit(state: &AppState) {
+    match domain::integrity::run_all(state).await {
+        Ok(runs) => {
+            let deviations: i64 = runs.iter().map(|r| r.deviations).sum();
+            tracing::info!(
+                organizations = runs.len(),
+                deviations,
+                "integrity audit finished"
+            );
         }
+        Err(e) => tracing::error!(error = %e, "integrity audit could not run"),
+    }
+}
+
+/// Retention (`domain::retention`), daily.
+async fn apply_retention(state: &AppState) {
+    match domain::retention::run(state).await {
+        Ok(report) => tracing::info!(?report, "retention applied"),
+        Err(e) => tracing::error!(error = %e, "retention could not run"),
     }
 }
 
