@@ -73,25 +73,26 @@ fn std_clock_limiter() -> RateLimiter {
         .build()
 }
 
+/// Runs `check` over the keys in turn (1, 2, ... KEYS - 1, 0, 1, ...), one per iteration.
+fn over_keys<R>(b: &mut criterion::Bencher<'_>, mut check: impl FnMut(u64) -> R) {
+    let mut k = 0u64;
+    b.iter(|| {
+        k = (k + 1) % KEYS;
+        black_box(check(k))
+    });
+}
+
 fn keyed_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("ratelimit/keyed_check");
     group_settings(&mut group);
     let ours = RateLimiter::in_memory();
     let limit = ours_minute();
-    let mut k = 0u64;
     group.bench_function("ours", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(ours.check_now(Key::Id(k), &limit, 1).is_allowed())
-        });
+        over_keys(b, |k| ours.check_now(Key::Id(k), &limit, 1).is_allowed())
     });
     let governor = governor_keyed();
-    let mut k = 0u64;
     group.bench_function("governor", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(governor.check_key(&k).is_ok())
-        });
+        over_keys(b, |k| governor.check_key(&k).is_ok())
     });
     group.finish();
 
@@ -102,19 +103,11 @@ fn keyed_check(c: &mut Criterion) {
     let coarse = RateLimiter::builder()
         .clock(tower_ratelimit::CoarseClock::new(Duration::from_millis(1)).unwrap())
         .build();
-    let mut k = 0u64;
     group.bench_function("ours", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(coarse.check_now(Key::Id(k), &limit, 1).is_allowed())
-        });
+        over_keys(b, |k| coarse.check_now(Key::Id(k), &limit, 1).is_allowed())
     });
-    let mut k = 0u64;
     group.bench_function("governor", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(governor.check_key(&k).is_ok())
-        });
+        over_keys(b, |k| governor.check_key(&k).is_ok())
     });
     group.finish();
 
@@ -123,23 +116,17 @@ fn keyed_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("ratelimit/keyed_check_std_clock");
     group_settings(&mut group);
     let ours_std = std_clock_limiter();
-    let mut k = 0u64;
     group.bench_function("ours", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(ours_std.check_now(Key::Id(k), &limit, 1).is_allowed())
-        });
+        over_keys(b, |k| {
+            ours_std.check_now(Key::Id(k), &limit, 1).is_allowed()
+        })
     });
     let governor_std = governor::RateLimiter::dashmap_with_clock(
         governor::Quota::per_second(NonZeroU32::new(1_000_000).unwrap()),
         governor::clock::MonotonicClock,
     );
-    let mut k = 0u64;
     group.bench_function("governor", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(governor_std.check_key(&k).is_ok())
-        });
+        over_keys(b, |k| governor_std.check_key(&k).is_ok())
     });
     group.finish();
 
@@ -148,43 +135,21 @@ fn keyed_check(c: &mut Criterion) {
     group_settings(&mut group);
     let minute = Limit::new("minute", Quota::per_minute(60_000_000).unwrap()).unwrap();
     let hour = Limit::new("hour", Quota::per_hour(3_600_000_000).unwrap()).unwrap();
-    let mut k = 0u64;
-    group.bench_function("ours", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            let checks = [
-                Check::charge(&minute, Key::Id(k)),
-                Check::charge(&hour, Key::Id(k)),
-            ];
-            black_box(
-                ours.decide(&checks, 1)
-                    .into_ready()
-                    .is_ok_and(|d| d.is_allowed()),
-            )
-        });
-    });
-    let mut k = 0u64;
-    group.bench_function("ours_std_clock", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            let checks = [
-                Check::charge(&minute, Key::Id(k)),
-                Check::charge(&hour, Key::Id(k)),
-            ];
-            black_box(
-                ours_std
-                    .decide(&checks, 1)
-                    .into_ready()
-                    .is_ok_and(|d| d.is_allowed()),
-            )
-        });
-    });
-    let mut k = 0u64;
+    // Both limits of one key, charged together or not at all.
+    let both = |limiter: &RateLimiter, k: u64| {
+        let checks = [
+            Check::charge(&minute, Key::Id(k)),
+            Check::charge(&hour, Key::Id(k)),
+        ];
+        limiter
+            .decide(&checks, 1)
+            .into_ready()
+            .is_ok_and(|d| d.is_allowed())
+    };
+    group.bench_function("ours", |b| over_keys(b, |k| both(&ours, k)));
+    group.bench_function("ours_std_clock", |b| over_keys(b, |k| both(&ours_std, k)));
     group.bench_function("governor", |b| {
-        b.iter(|| {
-            k = (k + 1) % KEYS;
-            black_box(governor.check_key(&k).is_ok())
-        });
+        over_keys(b, |k| governor.check_key(&k).is_ok())
     });
     group.finish();
 
