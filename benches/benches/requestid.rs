@@ -2,6 +2,10 @@
 //! `SetRequestId` + `PropagateRequestId` (UUID ids), around the same `service_fn`, as
 //! shared/notes/peer-benchmarks.md section 3 sets the peer up. No tracing subscriber is installed.
 //!
+//! Each group also times `http-floor`: only what any request-id layer must do with `http`'s types, with an
+//! id made once up front: one value into the request's extensions, one header into the response, one
+//! response future around the inner one. No id layer can cost less; read the other two against it.
+//!
 //! Run: `cargo bench -p benches --bench requestid`
 
 use std::convert::Infallible;
@@ -12,7 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_requestid::RequestIdLayer;
+use tower_requestid::{MakeRequestId, RequestIdLayer, UuidV7, X_REQUEST_ID};
 
 async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
     Ok(Response::new(()))
@@ -72,6 +76,18 @@ fn overhead(c: &mut Criterion) {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .service(service_fn(handler));
+    let id = UuidV7.make_request_id();
+    let echoed = id.header_value().clone();
+    let floor = ServiceBuilder::new()
+        .map_response(move |mut res: Response<()>| {
+            res.headers_mut().insert(X_REQUEST_ID, echoed.clone());
+            res
+        })
+        .map_request(move |mut req: Request<()>| {
+            req.extensions_mut().insert(id.clone());
+            req
+        })
+        .service(service_fn(handler));
 
     for (group, make_request) in [
         ("requestid/overhead", no_id as fn() -> Request<()>),
@@ -83,6 +99,7 @@ fn overhead(c: &mut Criterion) {
             .sample_size(30);
         run(&mut g, &rt, "ours", make_request, &ours);
         run(&mut g, &rt, "tower-http", make_request, &peer);
+        run(&mut g, &rt, "http-floor", make_request, &floor);
         g.finish();
     }
 

@@ -49,15 +49,13 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for RequestId {
     }
 }
 
+/// From the extensions when the layer put it there, else from the request being served
+/// ([`RequestContext::current`]).
 impl<S: Send + Sync> FromRequestParts<S> for TraceContext {
     type Rejection = MissingRequestId;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or(MissingRequestId)
+        RequestContext::trace_in(&parts.extensions).ok_or(MissingRequestId)
     }
 }
 
@@ -70,11 +68,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get::<RequestId>()
             .cloned()
             .ok_or(MissingRequestId)?;
-        let trace = parts
-            .extensions
-            .get::<TraceContext>()
-            .cloned()
-            .ok_or(MissingRequestId)?;
+        let trace = RequestContext::trace_in(&parts.extensions).ok_or(MissingRequestId)?;
         Ok(Self { id, trace })
     }
 }

@@ -16,7 +16,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         span: Span,
-        // Moved into a thread-local slot around each poll of `inner`; its id is echoed at the end.
+        // Pointed at by a thread-local slot around each poll of `inner`; its id is echoed at the end.
         context: Option<RequestContext>,
         header: HeaderName,
     }
@@ -48,7 +48,7 @@ where
         let this = self.project();
         let _enter = this.span.enter();
         let inner = this.inner;
-        let mut response = ready!(context::enter(this.context, || inner.poll(cx)))?;
+        let mut response = ready!(context::enter(this.context.as_ref(), || inner.poll(cx)))?;
         if let Some(context) = this.context.take() {
             response
                 .headers_mut()

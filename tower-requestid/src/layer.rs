@@ -22,9 +22,13 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///   at WARN, truncated to 64 bytes and escaped, at most once per second per layer (with a count of the
 ///   events suppressed since).
 /// - A valid `traceparent` joins the caller's trace; otherwise a new trace starts (W3C Processing Model).
-/// - [`RequestId`](crate::RequestId) and [`TraceContext`](crate::TraceContext) go into the request's extensions. An invalid
-///   incoming header is removed; with [`set_request_header`](Self::set_request_header) a generated id is
-///   also written into the request's header.
+/// - [`RequestId`](crate::RequestId) goes into the request's extensions. An invalid incoming header is
+///   removed; with [`set_request_header`](Self::set_request_header) a generated id is also written into the
+///   request's header.
+/// - While the inner service is called and its future polled, [`RequestContext::current`](crate::RequestContext::current)
+///   returns the id and the [`TraceContext`](crate::TraceContext) (for the outbound layer, the axum
+///   extractors, the Sentry hub); [`trace_context_extension`](Self::trace_context_extension) also puts the
+///   trace context into the extensions.
 /// - The whole call runs in a span named `request` (INFO by default) with fields `request_id`, `trace_id`,
 ///   `method` and `path`, so every event inside carries them. With no subscriber listening, the span costs
 ///   next to nothing.
@@ -43,6 +47,7 @@ pub(crate) struct Config<M> {
     pub(crate) rule: Rule,
     pub(crate) span_level: Level,
     pub(crate) set_request_header: bool,
+    pub(crate) trace_context_extension: bool,
     pub(crate) rejections: Arc<RejectionLog>,
 }
 
@@ -57,6 +62,7 @@ impl RequestIdLayer {
                 rule: Rule::Default,
                 span_level: Level::INFO,
                 set_request_header: false,
+                trace_context_extension: false,
                 rejections: Arc::new(RejectionLog::default()),
             },
         }
@@ -85,6 +91,7 @@ impl<M> RequestIdLayer<M> {
             rule,
             span_level,
             set_request_header,
+            trace_context_extension,
             rejections,
             ..
         } = self.config;
@@ -95,6 +102,7 @@ impl<M> RequestIdLayer<M> {
                 rule,
                 span_level,
                 set_request_header,
+                trace_context_extension,
                 rejections,
             },
         }
@@ -132,6 +140,20 @@ impl<M> RequestIdLayer<M> {
     #[must_use]
     pub fn set_request_header(mut self, enabled: bool) -> Self {
         self.config.set_request_header = enabled;
+        self
+    }
+
+    /// Whether the [`TraceContext`](crate::TraceContext) also goes into the request's extensions (default
+    /// `false`).
+    ///
+    /// It is always available from [`RequestContext::current`](crate::RequestContext::current) while the
+    /// request is called and polled, which is where handlers, the axum extractors, the outbound layer and
+    /// the Sentry hub read it. Turn this on when the handler runs on another task, behind
+    /// `tower::buffer::Buffer`, where only the extensions travel with the request. It costs a second
+    /// extension, a box and a hash-map insert: 27 ns a request here, a tenth of the layer.
+    #[must_use]
+    pub fn trace_context_extension(mut self, enabled: bool) -> Self {
+        self.config.trace_context_extension = enabled;
         self
     }
 }

@@ -55,8 +55,9 @@
 //! - **Spawned tasks.** The request span and [`RequestContext::current`] follow the request's own future.
 //!   Work moved to `tokio::spawn` needs `.instrument(Span::current())` and [`RequestContext::scope`].
 //! - **Handlers on another task.** Behind `tower::buffer::Buffer` the handler runs on the buffer's worker,
-//!   outside the slot [`OutboundLayer`] reads; the extensions still carry the id, so put [`RequestId`] and
-//!   [`TraceContext`] into the outbound request's extensions there.
+//!   outside the slot [`OutboundLayer`] reads; only the extensions travel there. Turn on
+//!   [`RequestIdLayer::trace_context_extension`] so they carry the [`TraceContext`] next to the
+//!   [`RequestId`], and put both into the outbound request's extensions.
 //! - **Logged events.** One WARN event per refused incoming id (`rejected`, escaped and cut to 64 bytes,
 //!   `rejected_len`, `suppressed`), at most one per second per layer; nothing else is logged per request.
 //! - **Span level.** The span is INFO by default; a filter above INFO drops it and the ids with it.

@@ -16,13 +16,14 @@ use http::Request;
 use sentry::Hub;
 use sentry_tower::{HubProvider, SentryLayer};
 
+use crate::context::RequestContext;
 use crate::id::RequestId;
-use crate::trace::TraceContext;
 
 pub use sentry::ClientInitGuard;
 
 /// Makes a new hub per request from the current one and tags its scope with the request's id and trace id
-/// (read from the extensions that [`RequestIdLayer`](crate::RequestIdLayer) put there).
+/// (what [`RequestIdLayer`](crate::RequestIdLayer) put into the extensions and into
+/// [`RequestContext::current`](crate::RequestContext::current)).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestIdHub;
 
@@ -30,7 +31,7 @@ impl<B> HubProvider<Arc<Hub>, Request<B>> for RequestIdHub {
     fn hub(&self, request: &Request<B>) -> Arc<Hub> {
         let hub = Arc::new(Hub::new_from_top(Hub::current()));
         let id = request.extensions().get::<RequestId>();
-        let trace = request.extensions().get::<TraceContext>();
+        let trace = RequestContext::trace_in(request.extensions());
         hub.configure_scope(|scope| {
             if let Some(id) = id {
                 scope.set_tag("request_id", id.as_str());

@@ -124,13 +124,16 @@ where
 
         let context = RequestContext { id, trace };
         req.extensions_mut().insert(context.id.clone());
-        req.extensions_mut().insert(context.trace.clone());
+        if config.trace_context_extension {
+            req.extensions_mut().insert(context.trace.clone());
+        }
 
-        // The context is put in place while the response future is polled, where handlers run; the inner
-        // `call` only runs inside the span (entering the context twice per request would double its cost).
+        // The span and the context are in place while the inner service is called and while its future is
+        // polled: layers inside that read the context in `call` (a Sentry hub per request) see it too.
         let future = {
             let _enter = span.enter();
-            self.inner.call(req)
+            let inner = &mut self.inner;
+            crate::context::enter(Some(&context), || inner.call(req))
         };
         ResponseFuture::new(future, span, Some(context), config.header.clone())
     }

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_requestid::{RequestId, RequestIdLayer, TraceContext, Ulid, UuidV4};
+use tower_requestid::{RequestContext, RequestId, RequestIdLayer, TraceContext, Ulid, UuidV4};
 
 use support::is_uuid_v7;
 
@@ -23,7 +23,12 @@ async fn echo(req: Request<()>) -> Result<Response<String>, Infallible> {
         .get("x-request-id")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    assert!(req.extensions().get::<TraceContext>().is_some());
+    let current = RequestContext::current().expect("the handler runs with the request's context");
+    assert_eq!(current.id.to_string(), id);
+    assert!(
+        req.extensions().get::<TraceContext>().is_none(),
+        "the trace context is in the extensions only when asked for"
+    );
     assert!(
         seen.is_empty() || seen == id,
         "the request header holds the id or nothing: {seen}"
@@ -64,6 +69,33 @@ async fn valid_incoming_id_is_kept_and_echoed() {
         assert_eq!(res.headers()["x-request-id"], id);
         assert_eq!(res.body(), id);
     }
+}
+
+#[tokio::test]
+async fn the_context_is_current_in_the_inner_call_and_no_longer_after() {
+    // A layer inside reads it in `call`, before any future is polled (a Sentry hub per request does).
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(|_req: Request<()>| {
+            let in_call = RequestContext::current().map(|c| c.id.to_string());
+            async move { Ok::<_, Infallible>(Response::new(in_call.unwrap_or_default())) }
+        }));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.body().as_str(), res.headers()["x-request-id"]);
+    assert_eq!(RequestContext::current(), None);
+}
+
+#[tokio::test]
+async fn trace_context_goes_into_the_extensions_when_asked() {
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new().trace_context_extension(true))
+        .service(service_fn(|req: Request<()>| async move {
+            let current = RequestContext::current().unwrap();
+            assert_eq!(req.extensions().get::<TraceContext>(), Some(&current.trace));
+            assert_eq!(req.extensions().get::<RequestId>(), Some(&current.id));
+            Ok::<_, Infallible>(Response::new(()))
+        }));
+    svc.oneshot(Request::new(())).await.unwrap();
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_requestid::logging::JsonLayer;
-use tower_requestid::{RequestIdLayer, TraceContext};
+use tower_requestid::{RequestContext, RequestIdLayer, TraceContext};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use support::{Captured, PARENT_ID, TRACE_ID, TRACEPARENT};
@@ -42,11 +42,9 @@ async fn serve(req: Request<()>) -> (TraceContext, SpanData, Vec<serde_json::Val
 
     let svc = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
-        .service(service_fn(|req: Request<()>| async move {
+        .service(service_fn(|_req: Request<()>| async move {
             tracing::info!("inside");
-            Ok::<_, Infallible>(Response::new(
-                req.extensions().get::<TraceContext>().unwrap().clone(),
-            ))
+            Ok::<_, Infallible>(Response::new(RequestContext::current().unwrap().trace))
         }));
     let ctx = svc.oneshot(req).await.unwrap().into_body();
     provider.force_flush().unwrap();

@@ -51,11 +51,11 @@ fn server(
         .service(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
     ServiceBuilder::new()
         .layer(RequestIdLayer::new())
-        .service(service_fn(move |req: Request<()>| {
+        .service(service_fn(move |_req: Request<()>| {
             let mut client = client.clone();
             let url = url.clone();
             async move {
-                let trace = req.extensions().get::<TraceContext>().unwrap().clone();
+                let trace = RequestContext::current().unwrap().trace;
                 let upstream_req = Request::get(url).body(Empty::<Bytes>::new()).unwrap();
                 let res = client.ready().await?.call(upstream_req).await?;
                 assert_eq!(res.status(), StatusCode::OK);
@@ -163,11 +163,11 @@ async fn reqwest_client_through_its_tower_service_carries_the_ids() {
         .service(reqwest::Client::new());
     let svc = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
-        .service(service_fn(move |req: Request<()>| {
+        .service(service_fn(move |_req: Request<()>| {
             let mut client = client.clone();
             let url = url.clone();
             async move {
-                let trace = req.extensions().get::<TraceContext>().unwrap().clone();
+                let trace = RequestContext::current().unwrap().trace;
                 let upstream_req =
                     reqwest::Request::new(reqwest::Method::GET, url.parse().unwrap());
                 let res = client.ready().await?.call(upstream_req).await?;

@@ -7,17 +7,20 @@ use std::convert::Infallible;
 
 use http::{Request, Response};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_requestid::{RequestIdLayer, TraceContext};
+use tower_requestid::{RequestContext, RequestIdLayer, TraceContext};
 
 use support::{PARENT_ID, TRACE_ID, TRACEPARENT};
 
 async fn context_of(req: Request<()>) -> TraceContext {
     let svc = ServiceBuilder::new()
-        .layer(RequestIdLayer::new())
+        .layer(RequestIdLayer::new().trace_context_extension(true))
         .service(service_fn(|req: Request<()>| async move {
-            Ok::<_, Infallible>(Response::new(
-                req.extensions().get::<TraceContext>().unwrap().clone(),
-            ))
+            let trace = req.extensions().get::<TraceContext>().unwrap().clone();
+            assert_eq!(
+                Some(&trace),
+                RequestContext::current().as_ref().map(|c| &c.trace)
+            );
+            Ok::<_, Infallible>(Response::new(trace))
         }));
     svc.oneshot(req).await.unwrap().into_body()
 }
