@@ -10,13 +10,13 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_requestid::{MakeRequestId, RequestIdLayer, UuidV7, X_REQUEST_ID};
+use tower_requestid::{MakeRequestId, RequestIdLayer, TraceContext, UuidV7, X_REQUEST_ID};
 
 async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
     Ok(Response::new(()))
@@ -112,5 +112,51 @@ fn overhead(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, overhead);
+/// The steps one request's cost is made of, each alone, to read the groups above with (the README's table).
+fn steps(c: &mut Criterion) {
+    let id = UuidV7.make_request_id();
+    let trace = TraceContext::new_root();
+    let mut g = c.benchmark_group("requestid/steps");
+    g.measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(30);
+    g.bench_function("request_new_and_drop", |b| {
+        b.iter(|| black_box(Request::new(())));
+    });
+    g.bench_function("extensions_one_value", |b| {
+        b.iter(|| {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(id.clone());
+            black_box(req)
+        });
+    });
+    g.bench_function("extensions_two_values", |b| {
+        b.iter(|| {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(id.clone());
+            req.extensions_mut().insert(trace.clone());
+            black_box(req)
+        });
+    });
+    g.bench_function("response_first_header", |b| {
+        b.iter(|| {
+            let mut res = Response::new(());
+            res.headers_mut()
+                .insert(X_REQUEST_ID, id.header_value().clone());
+            black_box(res)
+        });
+    });
+    g.bench_function("uuid_v7", |b| {
+        b.iter(|| black_box(UuidV7.make_request_id()))
+    });
+    g.bench_function("system_time_now", |b| {
+        b.iter(|| black_box(SystemTime::now()))
+    });
+    g.bench_function("disabled_span", |b| {
+        b.iter(|| black_box(tracing::info_span!("request", request_id = %id)));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, overhead, steps);
 criterion_main!(benches);

@@ -150,7 +150,7 @@ impl<M> RequestIdLayer<M> {
     /// request is called and polled, which is where handlers, the axum extractors, the outbound layer and
     /// the Sentry hub read it. Turn this on when the handler runs on another task, behind
     /// `tower::buffer::Buffer`, where only the extensions travel with the request. It costs a second
-    /// extension, a box and a hash-map insert: 27 ns a request here, a tenth of the layer.
+    /// extension, a box and a hash-map insert: 13 to 25 ns a request here, 5 to 10 % of the layer.
     #[must_use]
     pub fn trace_context_extension(mut self, enabled: bool) -> Self {
         self.config.trace_context_extension = enabled;

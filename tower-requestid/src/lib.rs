@@ -64,7 +64,8 @@
 //! - **Read the id from extensions** (or the axum extractor), not from the request header: by default the
 //!   layer only removes an invalid header and does not write a generated id into it (see
 //!   [`RequestIdLayer::set_request_header`]).
-// One `unsafe` block (`RequestId::from_generated`), allowed where it is; the workspace denies it elsewhere.
+// Two `unsafe` blocks, each allowed where it is (`RequestId::from_generated`, `RequestContext::current`);
+// the workspace denies it everywhere else.
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
