@@ -23,14 +23,14 @@ async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
 }
 
 /// Times `iters` requests through `svc`, each built by `make_request`, on one current-thread runtime.
-fn run<S>(
+fn run<S, B>(
     c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
     id: &str,
     make_request: fn() -> Request<()>,
     svc: &S,
 ) where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone,
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible> + Clone,
 {
     c.bench_function(id, |b| {
         b.to_async(rt).iter_custom(|iters| {

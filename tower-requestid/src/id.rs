@@ -45,6 +45,11 @@ pub struct RequestId(HeaderValue);
 #[non_exhaustive]
 pub struct InvalidRequestId;
 
+/// The text of an id one of this crate's generators made: `hyphenated` and `Ulid::encode` are the only
+/// constructors, and their alphabets are valid header bytes, which `RequestId::from_generated` relies on.
+#[derive(Clone, Copy)]
+struct IdText<const N: usize>([u8; N]);
+
 impl RequestId {
     /// The default rule for incoming ids: 1 to 128 characters of `[A-Za-z0-9._:-]`.
     ///
@@ -87,20 +92,19 @@ impl RequestId {
             .then(|| Self(value.clone()))
     }
 
-    /// An id from the text one of this crate's generators made: only `[0-9a-f-]` (UUIDs) or Crockford
-    /// base32 (ULIDs), so it is a valid header value by construction.
+    /// An id from the text one of this crate's generators made ([`IdText`]: only `[0-9a-f-]` for UUIDs or
+    /// Crockford base32 for ULIDs), so it is a valid header value by construction.
     ///
     /// `Bytes::from_owner` makes one allocation that every clone shares (the request header, the extension,
     /// the echo); `HeaderValue::from_bytes` would copy into a vector that its first clone copies again.
-    /// Checking the bytes again would cost 14 ns per id here (`HeaderValue::from_maybe_shared`), 40 % of
-    /// making it; `tests::generated_ids_are_valid_header_values` checks every generator's alphabet instead,
-    /// and http re-checks in debug builds.
+    /// Checking the bytes again would cost 14 ns per id here (`HeaderValue::from_maybe_shared`);
+    /// `tests::generated_ids_are_valid_header_values` checks every generator's alphabet instead, and http
+    /// re-checks in debug builds.
     #[allow(unsafe_code)]
-    fn from_generated<const N: usize>(text: [u8; N]) -> Self {
-        debug_assert!(text.iter().all(|&b| is_id_byte(b)));
-        // SAFETY: http's only requirement is that the bytes are a valid header value (visible ASCII or tab);
-        // every caller passes the output of `hyphenated` or `Ulid::encode`, whose alphabets are in `[0-9a-zA-Z-]`.
-        Self(unsafe { HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::from_owner(text)) })
+    fn from_generated<const N: usize>(text: IdText<N>) -> Self {
+        // SAFETY: http's only requirement is that the bytes are a valid header value (visible ASCII or tab).
+        // An `IdText` is made only by `hyphenated` and `Ulid::encode`, whose alphabets are in `[0-9a-zA-Z-]`.
+        Self(unsafe { HeaderValue::from_maybe_shared_unchecked(bytes::Bytes::from_owner(text.0)) })
     }
 
     /// The id as text.
@@ -196,6 +200,10 @@ impl UuidV7 {
     /// The 36 bytes of the UUIDv7 for this time and these random bits (only 74 of them are used).
     #[must_use]
     pub fn encode(unix_ms: u64, random: u128) -> [u8; 36] {
+        Self::text(unix_ms, random).0
+    }
+
+    fn text(unix_ms: u64, random: u128) -> IdText<36> {
         let mut bytes = random.to_be_bytes();
         bytes[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
         bytes[6] = 0x70 | (bytes[6] & 0x0f);
@@ -206,7 +214,7 @@ impl UuidV7 {
 
 impl MakeRequestId for UuidV7 {
     fn make_request_id(&mut self) -> RequestId {
-        RequestId::from_generated(Self::encode(unix_millis(), rng::next_u128()))
+        RequestId::from_generated(Self::text(unix_millis(), rng::next_u128()))
     }
 }
 
@@ -231,6 +239,10 @@ impl Ulid {
     /// The 26 bytes of the ULID for this time and these random bits (only 80 of them are used).
     #[must_use]
     pub fn encode(unix_ms: u64, random: u128) -> [u8; 26] {
+        Self::text(unix_ms, random).0
+    }
+
+    fn text(unix_ms: u64, random: u128) -> IdText<26> {
         const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         let value = (u128::from(unix_ms & 0xffff_ffff_ffff) << 80) | (random & ((1u128 << 80) - 1));
         let mut out = [0u8; 26];
@@ -239,17 +251,18 @@ impl Ulid {
             let index = usize::try_from((value >> shift) & 0x1f).unwrap_or(0);
             *slot = CROCKFORD[index];
         }
-        out
+        IdText(out)
     }
 }
 
 impl MakeRequestId for Ulid {
     fn make_request_id(&mut self) -> RequestId {
-        RequestId::from_generated(Self::encode(unix_millis(), rng::next_u128()))
+        RequestId::from_generated(Self::text(unix_millis(), rng::next_u128()))
     }
 }
 
-fn hyphenated(bytes: [u8; 16]) -> [u8; 36] {
+/// The canonical lowercase hyphenated form of a UUID.
+fn hyphenated(bytes: [u8; 16]) -> IdText<36> {
     let value = u128::from_be_bytes(bytes);
     #[allow(clippy::cast_possible_truncation)] // the two halves of the 128 bits
     let (hi, lo) = (hex16((value >> 64) as u64), hex16(value as u64));
@@ -259,7 +272,7 @@ fn hyphenated(bytes: [u8; 16]) -> [u8; 36] {
     out[14..18].copy_from_slice(&hi[12..16]);
     out[19..23].copy_from_slice(&lo[0..4]);
     out[24..36].copy_from_slice(&lo[4..16]);
-    out
+    IdText(out)
 }
 
 /// The 16 lowercase hex digits of `x`, most significant first, with a few shifts and adds on one `u128`
@@ -336,7 +349,7 @@ mod tests {
             .chain((0..1000).map(|_| rng::next_u128().to_be_bytes()))
         {
             assert_eq!(
-                std::str::from_utf8(&hyphenated(bytes)).unwrap(),
+                std::str::from_utf8(&hyphenated(bytes).0).unwrap(),
                 uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
             );
         }
@@ -351,7 +364,7 @@ mod tests {
         {
             let random = u128::from_be_bytes(bytes);
             for text in [
-                hyphenated(bytes).to_vec(),
+                hyphenated(bytes).0.to_vec(),
                 UuidV7::encode(u64::from_be_bytes(bytes[..8].try_into().unwrap()), random).to_vec(),
                 Ulid::encode(u64::from_be_bytes(bytes[8..].try_into().unwrap()), random).to_vec(),
             ] {

@@ -29,9 +29,10 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///   returns the id and the [`TraceContext`](crate::TraceContext) (for the outbound layer, the axum
 ///   extractors, the Sentry hub); [`trace_context_extension`](Self::trace_context_extension) also puts the
 ///   trace context into the extensions.
-/// - The whole call runs in a span named `request` (INFO by default) with fields `request_id`, `trace_id`,
-///   `method` and `path`, so every event inside carries them. With no subscriber listening, the span costs
-///   next to nothing.
+/// - The whole request runs in a span named `request` (INFO by default) with fields `request_id`,
+///   `trace_id`, `method` and `path`, so every event inside carries them: the inner call, its future, and
+///   the response body as it streams ([`ResponseBody`](crate::ResponseBody)). With no subscriber listening,
+///   the span costs next to nothing.
 /// - The response gets the id in the same header.
 ///
 /// Clones share the rejection-log budget.

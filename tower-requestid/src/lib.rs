@@ -26,7 +26,7 @@
 //! let req = Request::builder().header("x-request-id", "pay-sync-42").body(()).unwrap();
 //! let res = service.clone().oneshot(req).await?;
 //! assert_eq!(res.headers()["x-request-id"], "pay-sync-42");
-//! assert_eq!(res.body().as_deref(), Some("pay-sync-42"));
+//! assert_eq!(res.body().get_ref().as_deref(), Some("pay-sync-42"));
 //!
 //! // An invalid one is replaced by a UUIDv7, never echoed.
 //! let req = Request::builder().header("x-request-id", "a b").body(()).unwrap();
@@ -55,9 +55,11 @@
 //! - **Spawned tasks.** The request span and [`RequestContext::current`] follow the request's own future.
 //!   Work moved to `tokio::spawn` needs `.instrument(Span::current())` and [`RequestContext::scope`].
 //! - **Handlers on another task.** Behind `tower::buffer::Buffer` the handler runs on the buffer's worker,
-//!   outside the slot [`OutboundLayer`] reads; only the extensions travel there. Turn on
+//!   outside the span and outside the slot that [`RequestContext::current`], the axum extractors of the
+//!   trace context and [`OutboundLayer`] read; only the extensions travel there. Turn on
 //!   [`RequestIdLayer::trace_context_extension`] so they carry the [`TraceContext`] next to the
-//!   [`RequestId`], and put both into the outbound request's extensions.
+//!   [`RequestId`], and run outbound calls inside [`RequestContext::scope`] with the two (for an
+//!   `http::Request` client, putting them into the outbound request's extensions works too).
 //! - **Logged events.** One WARN event per refused incoming id (`rejected`, escaped and cut to 64 bytes,
 //!   `rejected_len`, `suppressed`), at most one per second per layer; nothing else is logged per request.
 //! - **Span level.** The span is INFO by default; a filter above INFO drops it and the ids with it.
@@ -89,7 +91,7 @@ pub mod trace;
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingRequestId;
 pub use crate::context::{RequestContext, Scoped};
-pub use crate::future::ResponseFuture;
+pub use crate::future::{ResponseBody, ResponseFuture};
 pub use crate::id::{InvalidRequestId, MAX_LEN, MakeRequestId, RequestId, Ulid, UuidV4, UuidV7};
 pub use crate::layer::{RequestIdLayer, X_REQUEST_ID};
 pub use crate::outbound::{Outbound, OutboundLayer, OutboundRequest, inject_headers};

@@ -15,7 +15,9 @@ use crate::trace::{TRACEPARENT, TRACESTATE, TraceContext};
 /// (hyper-util's `Client`, any `Service<http::Request<B>>`, and reqwest's `Client` with the feature `reqwest`).
 ///
 /// The values come from the outbound request's own extensions when it carries a [`RequestId`] or
-/// [`TraceContext`], otherwise from the request being served on this thread ([`RequestContext::current`]).
+/// [`TraceContext`] (an `http::Request`; reqwest keeps its request's extensions private), otherwise from the
+/// request being served on this thread ([`RequestContext::current`], which [`RequestContext::scope`] sets
+/// for work on other tasks).
 /// `traceparent` is written as version `00` with this service's span id as `parent-id`, so the upstream's
 /// span becomes a child of ours. A header the caller set itself is left alone. Outside any request, nothing
 /// is added.

@@ -11,6 +11,8 @@ thread_local! {
 }
 
 fn seed() -> u64 {
+    #[cfg(test)]
+    tests::SEEDS.with(|n| n.set(n.get() + 1));
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness (a sandbox without getrandom): fall back to the clock and this thread's stack
@@ -49,6 +51,34 @@ pub(crate) fn next_u128() -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::{MakeRequestId, Ulid, UuidV4, UuidV7};
+    use crate::trace::{SpanId, TraceContext, TraceId};
+
+    thread_local! {
+        /// How often this thread asked the operating system for randomness.
+        pub(super) static SEEDS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    #[test]
+    fn a_thread_asks_the_os_for_randomness_once_not_per_id() {
+        // `seed` is the crate's only call to getrandom (and uuid is not a dependency).
+        let seeds = std::thread::spawn(|| {
+            for _ in 0..10_000 {
+                UuidV7.make_request_id();
+                UuidV4.make_request_id();
+                Ulid.make_request_id();
+                let _ = (
+                    TraceContext::new_root(),
+                    TraceId::random(),
+                    SpanId::random(),
+                );
+            }
+            SEEDS.with(Cell::get)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seeds, 1);
+    }
 
     #[test]
     fn threads_draw_different_sequences() {

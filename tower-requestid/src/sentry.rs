@@ -21,9 +21,11 @@ use crate::id::RequestId;
 
 pub use sentry::ClientInitGuard;
 
-/// Makes a new hub per request from the current one and tags its scope with the request's id and trace id
-/// (what [`RequestIdLayer`](crate::RequestIdLayer) put into the extensions and into
-/// [`RequestContext::current`](crate::RequestContext::current)).
+/// Makes a new hub per request from the current one and tags its scope with the request's id (from the
+/// extensions) and trace id (from the extensions when
+/// [`trace_context_extension`](crate::RequestIdLayer::trace_context_extension) put it there, else from
+/// [`RequestContext::current`](crate::RequestContext::current), which the layer sets while it calls the
+/// layers inside it).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestIdHub;
 

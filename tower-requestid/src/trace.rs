@@ -324,7 +324,8 @@ pub struct TraceContext {
     span_id: SpanId,
     parent_id: Option<SpanId>,
     flags: TraceFlags,
-    // Boxed: most requests have none, and the context is moved on every poll.
+    // Boxed: most requests have none, and it keeps the context small where it is copied (the extension, each
+    // `RequestContext::current`).
     tracestate: Option<Box<HeaderValue>>,
 }
 
@@ -556,6 +557,36 @@ mod tests {
             is_valid_tracestate(many[..32].join(",").as_bytes()),
             "32 members"
         );
+    }
+
+    #[test]
+    fn tracestate_length_limits() {
+        let a = |n: usize| "a".repeat(n);
+        let ok = |s: String| is_valid_tracestate(s.as_bytes());
+        // simple-key: 1 to 256 characters; value: 1 to 256 characters, the last not a space.
+        assert!(ok(format!("{}=v", a(256))));
+        assert!(!ok(format!("{}=v", a(257))));
+        assert!(ok(format!("k={}", a(256))));
+        assert!(!ok(format!("k={}", a(257))));
+        assert!(ok("k= v".to_owned()), "a value may start with a space");
+        assert!(
+            ok("k=v ,j=w".to_owned()),
+            "spaces around a member are list whitespace"
+        );
+        assert!(
+            !ok(format!("k=v{}", '\u{7f}')),
+            "DEL is not a value character"
+        );
+        // multi-tenant-key: tenant 1 to 241 characters (may start with a digit), system 1 to 14.
+        assert!(ok(format!("{}@{}=v", a(241), a(14))));
+        assert!(!ok(format!("{}@{}=v", a(242), a(14))));
+        assert!(!ok(format!("{}@{}=v", a(241), a(15))));
+        assert!(ok("1tenant@vendor=v".to_owned()));
+        assert!(
+            !ok("tenant@1vendor=v".to_owned()),
+            "the system id starts with a letter"
+        );
+        assert!(!ok("@vendor=v".to_owned()) && !ok("tenant@=v".to_owned()));
     }
 
     #[test]

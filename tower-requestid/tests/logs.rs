@@ -4,11 +4,18 @@
 mod support;
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::BodyExt as _;
 
 use http::{HeaderValue, Request, Response};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_requestid::logging::JsonLayer;
-use tower_requestid::{RequestId, RequestIdLayer};
+use tower_requestid::{RequestContext, RequestId, RequestIdLayer, ResponseBody};
 use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -31,7 +38,7 @@ async fn handler(req: Request<()>) -> Result<Response<()>, Infallible> {
     Ok(Response::new(()))
 }
 
-async fn one_request(req: Request<()>) -> (Response<()>, Vec<serde_json::Value>) {
+async fn one_request(req: Request<()>) -> (Response<ResponseBody<()>>, Vec<serde_json::Value>) {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::registry().with(JsonLayer::new(captured.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -76,6 +83,74 @@ async fn every_line_inside_the_handler_carries_the_request_id() {
 
     assert!(outside[0].get("request_id").is_none(), "{}", outside[0]);
     assert_eq!(outside[0]["message"], "outside any request");
+}
+
+/// A streamed body (an export, server-sent events): logs a line and notes the current request's id each
+/// time it yields a chunk.
+struct Rows {
+    left: u8,
+    seen: Arc<Mutex<Vec<Option<RequestId>>>>,
+}
+
+impl http_body::Body for Rows {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        tracing::info!(left = self.left, "row streamed");
+        let current = RequestContext::current().map(|c| c.id);
+        self.seen.lock().unwrap().push(current);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"row\n")))))
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lines_logged_while_the_body_streams_carry_the_request_id() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(JsonLayer::new(captured.clone()));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let body = Rows {
+        left: 3,
+        seen: Arc::clone(&seen),
+    };
+    let svc = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .service(service_fn(move |_req: Request<()>| {
+            let body = Rows {
+                left: body.left,
+                seen: Arc::clone(&body.seen),
+            };
+            async move { Ok::<_, Infallible>(Response::new(body)) }
+        }));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    tracing::info!("between the head and the body");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(bytes, "row\nrow\nrow\n");
+
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].get("request_id").is_none(), "{}", lines[0]);
+    for line in &lines[1..] {
+        assert_eq!(line["message"], "row streamed");
+        assert_eq!(line["request_id"], id.as_str(), "{line}");
+        assert_eq!(line["span"], "request");
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|s| s.as_ref().map(RequestId::as_str) == Some(id.as_str()))
+    );
+    assert_eq!(RequestContext::current(), None);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -40,9 +40,9 @@ fn request(with_id: bool) -> Request<()> {
     req
 }
 
-fn run<S>(mut svc: S, n: u64, with_id: bool) -> Result<Duration, String>
+fn run<S, B>(mut svc: S, n: u64, with_id: bool) -> Result<Duration, String>
 where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
 {
     let mut cx = Context::from_waker(Waker::noop());
     let start = Instant::now();
