@@ -2,6 +2,8 @@
 //! `SetRequestId` + `PropagateRequestId` (UUID ids), around the same `service_fn`, as
 //! shared/notes/peer-benchmarks.md section 3 sets the peer up. No tracing subscriber is installed.
 //!
+//! `ours-streaming-body` adds `StreamingBodyLayer`, which polls response bodies inside the request's span.
+//!
 //! Each group also times `http-floor`: only what any request-id layer must do with `http`'s types, with an
 //! id made once up front: one value into the request's extensions, one header into the response, one
 //! response future around the inner one. No id layer can cost less; read the other two against it.
@@ -16,7 +18,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_requestid::{MakeRequestId, RequestIdLayer, TraceContext, UuidV7, X_REQUEST_ID};
+use tower_requestid::{
+    MakeRequestId, RequestIdLayer, StreamingBodyLayer, TraceContext, UuidV7, X_REQUEST_ID,
+};
 
 async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
     Ok(Response::new(()))
@@ -72,6 +76,10 @@ fn overhead(c: &mut Criterion) {
     let ours = ServiceBuilder::new()
         .layer(RequestIdLayer::new())
         .service(service_fn(handler));
+    let ours_streaming = ServiceBuilder::new()
+        .layer(RequestIdLayer::new())
+        .layer(StreamingBodyLayer::new())
+        .service(service_fn(handler));
     let peer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -100,6 +108,13 @@ fn overhead(c: &mut Criterion) {
         run(&mut g, &rt, "ours", make_request, &ours);
         run(&mut g, &rt, "tower-http", make_request, &peer);
         run(&mut g, &rt, "http-floor", make_request, &floor);
+        run(
+            &mut g,
+            &rt,
+            "ours-streaming-body",
+            make_request,
+            &ours_streaming,
+        );
         g.finish();
     }
 

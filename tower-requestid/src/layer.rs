@@ -30,9 +30,9 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 ///   extractors, the Sentry hub); [`trace_context_extension`](Self::trace_context_extension) also puts the
 ///   trace context into the extensions.
 /// - The whole request runs in a span named `request` (INFO by default) with fields `request_id`,
-///   `trace_id`, `method` and `path`, so every event inside carries them: the inner call, its future, and
-///   the response body as it streams ([`ResponseBody`](crate::ResponseBody)). With no subscriber listening,
-///   the span costs next to nothing.
+///   `trace_id`, `method` and `path`, so every event inside carries them: the inner call and its future,
+///   and with [`StreamingBodyLayer`](crate::StreamingBodyLayer) inside this one, the response body as it
+///   streams. With no subscriber listening, the span costs next to nothing.
 /// - The response gets the id in the same header.
 ///
 /// Clones share the rejection-log budget.

@@ -26,7 +26,7 @@
 //! let req = Request::builder().header("x-request-id", "pay-sync-42").body(()).unwrap();
 //! let res = service.clone().oneshot(req).await?;
 //! assert_eq!(res.headers()["x-request-id"], "pay-sync-42");
-//! assert_eq!(res.body().get_ref().as_deref(), Some("pay-sync-42"));
+//! assert_eq!(res.body().as_deref(), Some("pay-sync-42"));
 //!
 //! // An invalid one is replaced by a UUIDv7, never echoed.
 //! let req = Request::builder().header("x-request-id", "a b").body(()).unwrap();
@@ -54,6 +54,9 @@
 //!   correlate, never to authorize. At the edge, [`RequestIdLayer::ignore_incoming`] makes every id ours.
 //! - **Spawned tasks.** The request span and [`RequestContext::current`] follow the request's own future.
 //!   Work moved to `tokio::spawn` needs `.instrument(Span::current())` and [`RequestContext::scope`].
+//! - **Streaming bodies.** A response body is polled after the response has left the layer, outside its
+//!   span. When bodies stream (exports, server-sent events, proxied bodies), add [`StreamingBodyLayer`]
+//!   right inside [`RequestIdLayer`], so their log lines and outbound calls carry the id too.
 //! - **Handlers on another task.** Behind `tower::buffer::Buffer` the handler runs on the buffer's worker,
 //!   outside the span and outside the slot that [`RequestContext::current`], the axum extractors of the
 //!   trace context and [`OutboundLayer`] read; only the extensions travel there. Turn on
@@ -73,6 +76,7 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+mod body;
 mod context;
 mod future;
 mod id;
@@ -90,8 +94,11 @@ pub mod trace;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingRequestId;
+pub use crate::body::{
+    StreamingBody, StreamingBodyFuture, StreamingBodyLayer, StreamingBodyService,
+};
 pub use crate::context::{RequestContext, Scoped};
-pub use crate::future::{ResponseBody, ResponseFuture};
+pub use crate::future::ResponseFuture;
 pub use crate::id::{InvalidRequestId, MAX_LEN, MakeRequestId, RequestId, Ulid, UuidV4, UuidV7};
 pub use crate::layer::{RequestIdLayer, X_REQUEST_ID};
 pub use crate::outbound::{Outbound, OutboundLayer, OutboundRequest, inject_headers};

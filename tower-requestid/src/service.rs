@@ -7,7 +7,7 @@ use tower_service::Service;
 use tracing::{Level, Span};
 
 use crate::context::RequestContext;
-use crate::future::{ResponseBody, ResponseFuture};
+use crate::future::ResponseFuture;
 use crate::id::{MakeRequestId, RequestId};
 use crate::layer::{Config, Rule};
 use crate::trace::TraceContext;
@@ -73,7 +73,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     M: MakeRequestId,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -135,7 +135,7 @@ where
             let inner = &mut self.inner;
             crate::context::enter(Some(&context), || inner.call(req))
         };
-        ResponseFuture::new(future, span, context, config.header.clone())
+        ResponseFuture::new(future, span, Some(context), config.header.clone())
     }
 }
 

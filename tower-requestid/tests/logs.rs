@@ -15,7 +15,7 @@ use http_body_util::BodyExt as _;
 use http::{HeaderValue, Request, Response};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_requestid::logging::JsonLayer;
-use tower_requestid::{RequestContext, RequestId, RequestIdLayer, ResponseBody};
+use tower_requestid::{RequestContext, RequestId, RequestIdLayer, StreamingBodyLayer};
 use tracing::Instrument as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -38,7 +38,7 @@ async fn handler(req: Request<()>) -> Result<Response<()>, Infallible> {
     Ok(Response::new(()))
 }
 
-async fn one_request(req: Request<()>) -> (Response<ResponseBody<()>>, Vec<serde_json::Value>) {
+async fn one_request(req: Request<()>) -> (Response<()>, Vec<serde_json::Value>) {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::registry().with(JsonLayer::new(captured.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
@@ -111,32 +111,48 @@ impl http_body::Body for Rows {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn lines_logged_while_the_body_streams_carry_the_request_id() {
+/// Streams a `Rows` body through `RequestIdLayer` (with `StreamingBodyLayer` inside it when `streaming`):
+/// the echoed id, the captured lines (one logged between the head and the body, then one per row), and the
+/// id current at each row.
+async fn stream_rows(streaming: bool) -> (String, Vec<serde_json::Value>, Vec<Option<RequestId>>) {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::registry().with(JsonLayer::new(captured.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let body = Rows {
-        left: 3,
-        seen: Arc::clone(&seen),
+    let rows = Arc::clone(&seen);
+    let handler = service_fn(move |_req: Request<()>| {
+        let seen = Arc::clone(&rows);
+        async move { Ok::<_, Infallible>(Response::new(Rows { left: 3, seen })) }
+    });
+    let base = ServiceBuilder::new().layer(RequestIdLayer::new());
+    let (id, bytes) = if streaming {
+        let res = base
+            .layer(StreamingBodyLayer::new())
+            .service(handler)
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        tracing::info!("between the head and the body");
+        (id, res.into_body().collect().await.unwrap().to_bytes())
+    } else {
+        let res = base
+            .service(handler)
+            .oneshot(Request::new(()))
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        tracing::info!("between the head and the body");
+        (id, res.into_body().collect().await.unwrap().to_bytes())
     };
-    let svc = ServiceBuilder::new()
-        .layer(RequestIdLayer::new())
-        .service(service_fn(move |_req: Request<()>| {
-            let body = Rows {
-                left: body.left,
-                seen: Arc::clone(&body.seen),
-            };
-            async move { Ok::<_, Infallible>(Response::new(body)) }
-        }));
-    let res = svc.oneshot(Request::new(())).await.unwrap();
-    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-    tracing::info!("between the head and the body");
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes, "row\nrow\nrow\n");
+    let seen = seen.lock().unwrap().clone();
+    (id, captured.lines(), seen)
+}
 
-    let lines = captured.lines();
+#[tokio::test(flavor = "current_thread")]
+async fn lines_logged_while_the_body_streams_carry_the_request_id() {
+    let (id, lines, seen) = stream_rows(true).await;
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(lines[0].get("request_id").is_none(), "{}", lines[0]);
     for line in &lines[1..] {
@@ -144,13 +160,22 @@ async fn lines_logged_while_the_body_streams_carry_the_request_id() {
         assert_eq!(line["request_id"], id.as_str(), "{line}");
         assert_eq!(line["span"], "request");
     }
-    let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
     assert!(
         seen.iter()
-            .all(|s| s.as_ref().map(RequestId::as_str) == Some(id.as_str()))
+            .all(|s| s.as_ref().map(RequestId::as_str) == Some(id.as_str())),
+        "outbound calls from the body see the request: {seen:?}"
     );
     assert_eq!(RequestContext::current(), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_the_streaming_layer_a_body_streams_outside_the_request() {
+    // Why `StreamingBodyLayer` exists: the body is polled after the response has left `RequestIdLayer`.
+    let (_id, lines, seen) = stream_rows(false).await;
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines.iter().all(|line| line.get("request_id").is_none()));
+    assert_eq!(seen, [None, None, None]);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -46,7 +46,7 @@ async fn serve(req: Request<()>) -> (TraceContext, SpanData, Vec<serde_json::Val
             tracing::info!("inside");
             Ok::<_, Infallible>(Response::new(RequestContext::current().unwrap().trace))
         }));
-    let ctx = svc.oneshot(req).await.unwrap().into_body().into_inner();
+    let ctx = svc.oneshot(req).await.unwrap().into_body();
     provider.force_flush().unwrap();
     let span = spans
         .0

@@ -22,7 +22,7 @@ async fn context_of(req: Request<()>) -> TraceContext {
             );
             Ok::<_, Infallible>(Response::new(trace))
         }));
-    svc.oneshot(req).await.unwrap().into_body().into_inner()
+    svc.oneshot(req).await.unwrap().into_body()
 }
 
 #[tokio::test]
