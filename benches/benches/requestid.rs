@@ -15,16 +15,14 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_requestid::{
     MakeRequestId, RequestIdLayer, StreamingBodyLayer, TraceContext, UuidV7, X_REQUEST_ID,
 };
 
-async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
-    Ok(Response::new(()))
-}
+use benches::requestid::{handler, no_id, with_id};
 
 /// Times `iters` requests through `svc`, each built by `make_request`, on one current-thread runtime.
 fn run<S, B>(
@@ -54,19 +52,6 @@ fn run<S, B>(
             }
         });
     });
-}
-
-fn no_id() -> Request<()> {
-    Request::new(())
-}
-
-fn with_id() -> Request<()> {
-    let mut req = Request::new(());
-    req.headers_mut().insert(
-        "x-request-id",
-        HeaderValue::from_static("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
-    );
-    req
 }
 
 fn overhead(c: &mut Criterion) {

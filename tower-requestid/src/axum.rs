@@ -9,16 +9,12 @@ use crate::context::RequestContext;
 use crate::id::RequestId;
 use crate::trace::TraceContext;
 
-/// The rejection when what the extractor reads is not there: a 500, since that is a wiring mistake of the
-/// server, not of the client. Either [`RequestIdLayer`](crate::RequestIdLayer) is not in front of the
-/// handler, or (for [`TraceContext`] and [`RequestContext`]) the handler runs on another task, behind
-/// `tower::buffer::Buffer`, without
-/// [`RequestIdLayer::trace_context_extension`](crate::RequestIdLayer::trace_context_extension).
+/// The rejection when [`RequestIdLayer`](crate::RequestIdLayer) is not in front of the handler: a 500, since
+/// that is a wiring mistake of the server, not of the client. ([`TraceContext`] and [`RequestContext`] are
+/// also missing when the request was handed to another task without
+/// [`RequestIdLayer::trace_context_extension`](crate::RequestIdLayer::trace_context_extension).)
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error(
-    "request id layer missing: add RequestIdLayer in front of this route (with trace_context_extension(true) \
-     when the handler runs on another task)"
-)]
+#[error("request id layer missing: add RequestIdLayer in front of this route")]
 #[non_exhaustive]
 pub struct MissingRequestId;
 

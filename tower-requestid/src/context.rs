@@ -1,9 +1,10 @@
-//! The context of the request being served on this thread, for the outbound layer.
+//! The context of the request being served on this thread: for the outbound layer, the axum extractors of
+//! the trace context, the Sentry hub and [`StreamingBodyLayer`](crate::StreamingBodyLayer).
 //!
-//! While the server layer calls and polls a request's future, a thread-local slot points at the request's
-//! id and trace context (which stay where they are, in the future), the same way a tracing span is entered.
-//! Code that the handler awaits, an outbound HTTP call included, sees them; a task spawned apart does not,
-//! unless it is wrapped with [`RequestContext::scope`].
+//! While the server layer calls the inner service and polls its future, a thread-local slot points at the
+//! request's id and trace context (which stay where they are, in the future), the same way a tracing span
+//! is entered. Code that the handler awaits, an outbound HTTP call included, sees them; a task spawned apart
+//! does not, unless it is wrapped with [`RequestContext::scope`].
 
 use std::cell::Cell;
 use std::future::Future;
@@ -30,7 +31,8 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The context of the request whose future is being polled on this thread, if any.
+    /// The context of the request being served on this thread (its inner service being called, its future
+    /// polled, or a [`scope`](Self::scope)d future polled), if any.
     #[must_use]
     pub fn current() -> Option<Self> {
         CURRENT
@@ -63,7 +65,7 @@ impl RequestContext {
     pub fn scope<F: Future>(self, future: F) -> Scoped<F> {
         Scoped {
             inner: future,
-            context: Some(self),
+            context: self,
         }
     }
 }
@@ -74,7 +76,7 @@ pin_project_lite::pin_project! {
     pub struct Scoped<F> {
         #[pin]
         inner: F,
-        context: Option<RequestContext>,
+        context: RequestContext,
     }
 }
 
@@ -84,8 +86,18 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let inner = this.inner;
-        enter(this.context.as_ref(), || inner.poll(cx))
+        enter(Some(this.context), || inner.poll(cx))
     }
+}
+
+/// Runs `f` inside `span` with the slot pointing at `context`: how the layers call, poll and stream a request.
+pub(crate) fn in_request<R>(
+    span: &tracing::Span,
+    context: Option<&RequestContext>,
+    f: impl FnOnce() -> R,
+) -> R {
+    let _entered = span.enter();
+    enter(context, f)
 }
 
 /// Points the slot at `context` (or at nothing) while `f` runs, then back at what it pointed at before, also

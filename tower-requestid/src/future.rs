@@ -8,6 +8,7 @@ use http::{HeaderName, Response};
 use tracing::Span;
 
 use crate::context::{self, RequestContext};
+use crate::layer::X_REQUEST_ID;
 
 pin_project_lite::pin_project! {
     /// Polls the inner future inside the request span with the request context in place, then echoes the id.
@@ -46,13 +47,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _enter = this.span.enter();
         let inner = this.inner;
-        let mut response = ready!(context::enter(this.context.as_ref(), || inner.poll(cx)))?;
+        let mut response = ready!(context::in_request(
+            this.span,
+            this.context.as_ref(),
+            || { inner.poll(cx) }
+        ))?;
         if let Some(context) = this.context.take() {
+            // Moved out, not cloned: the future is done with it.
+            let header = std::mem::replace(this.header, X_REQUEST_ID);
             response
                 .headers_mut()
-                .insert(this.header.clone(), context.id.into_header_value());
+                .insert(header, context.id.into_header_value());
         }
         Poll::Ready(Ok(response))
     }

@@ -57,7 +57,8 @@
 //! - **Streaming bodies.** A response body is polled after the response has left the layer, outside its
 //!   span. When bodies stream (exports, server-sent events, proxied bodies), add [`StreamingBodyLayer`]
 //!   right inside [`RequestIdLayer`], so their log lines and outbound calls carry the id too.
-//! - **Handlers on another task.** Behind `tower::buffer::Buffer` the handler runs on the buffer's worker,
+//! - **Requests handed to another task.** A request passed to a queue worker or moved into `tokio::spawn`,
+//!   and a layer's `call` on the worker of a `tower::buffer::Buffer` (its future still runs in ours), run
 //!   outside the span and outside the slot that [`RequestContext::current`], the axum extractors of the
 //!   trace context and [`OutboundLayer`] read; only the extensions travel there. Turn on
 //!   [`RequestIdLayer::trace_context_extension`] so they carry the [`TraceContext`] next to the
@@ -69,9 +70,8 @@
 //! - **Read the id from extensions** (or the axum extractor), not from the request header: by default the
 //!   layer only removes an invalid header and does not write a generated id into it (see
 //!   [`RequestIdLayer::set_request_header`]).
-// Two `unsafe` blocks, each allowed where it is (`RequestId::from_generated`, `RequestContext::current`);
-// the workspace denies it everywhere else.
-#![deny(unsafe_code)]
+// Two `unsafe` blocks, each allowed where it is (`RequestId::from_generated`, `RequestContext::current`),
+// rather than `#![allow(unsafe_code)]` for the whole crate; the workspace lint denies it everywhere else.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]

@@ -86,10 +86,16 @@ where
         let (id, kept, rejected) = match incoming(req.headers(), &config.header, config.rule) {
             Incoming::Valid(id) => (id, true, None),
             Incoming::Absent => (config.make.make_request_id(), false, None),
+            // Escaped only when the rejection may be logged: a flood of bad ids costs no allocation each.
             Incoming::Rejected(bytes) => (
                 config.make.make_request_id(),
                 false,
-                Some(escape_truncated(bytes)),
+                Some(
+                    config
+                        .rejections
+                        .admit()
+                        .map(|suppressed| (escape_truncated(bytes), suppressed)),
+                ),
             ),
         };
         let incoming_trace = TraceContext::from_headers(req.headers());
@@ -103,12 +109,12 @@ where
         #[cfg(not(feature = "opentelemetry"))]
         let _ = joined;
 
-        if let Some(rejected) = rejected {
-            if let Some(suppressed) = config.rejections.admit() {
+        if let Some(admitted) = rejected {
+            if let Some(((escaped, len), suppressed)) = admitted {
                 let _enter = span.enter();
                 tracing::warn!(
-                    rejected = %rejected.0,
-                    rejected_len = rejected.1,
+                    rejected = %escaped,
+                    rejected_len = len,
                     suppressed,
                     "incoming request id refused and replaced"
                 );
@@ -130,11 +136,8 @@ where
 
         // The span and the context are in place while the inner service is called and while its future is
         // polled: layers inside that read the context in `call` (a Sentry hub per request) see it too.
-        let future = {
-            let _enter = span.enter();
-            let inner = &mut self.inner;
-            crate::context::enter(Some(&context), || inner.call(req))
-        };
+        let inner = &mut self.inner;
+        let future = crate::context::in_request(&span, Some(&context), || inner.call(req));
         ResponseFuture::new(future, span, Some(context), config.header.clone())
     }
 }

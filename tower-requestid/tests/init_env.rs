@@ -59,6 +59,7 @@ fn child_output(vars: &[(&str, &str)]) -> String {
         .env_remove("LOG_LEVEL")
         .env_remove("LOG_FORMAT")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .env_remove("SENTRY_DSN");
     for (name, value) in vars {
         command.env(name, value);

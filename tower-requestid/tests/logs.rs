@@ -85,10 +85,11 @@ async fn every_line_inside_the_handler_carries_the_request_id() {
     assert_eq!(outside[0]["message"], "outside any request");
 }
 
-/// A streamed body (an export, server-sent events): logs a line and notes the current request's id each
-/// time it yields a chunk.
+/// A streamed body (an export, server-sent events): not ready at first each time, then logs a line and
+/// notes the current request's id (what an outbound call would send) as it yields a row.
 struct Rows {
     left: u8,
+    waited: bool,
     seen: Arc<Mutex<Vec<Option<RequestId>>>>,
 }
 
@@ -98,11 +99,18 @@ impl http_body::Body for Rows {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.left == 0 {
             return Poll::Ready(None);
         }
+        if !self.waited {
+            // The next row is not there yet: the body is polled again later.
+            self.waited = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.waited = false;
         self.left -= 1;
         tracing::info!(left = self.left, "row streamed");
         let current = RequestContext::current().map(|c| c.id);
@@ -122,7 +130,13 @@ async fn stream_rows(streaming: bool) -> (String, Vec<serde_json::Value>, Vec<Op
     let rows = Arc::clone(&seen);
     let handler = service_fn(move |_req: Request<()>| {
         let seen = Arc::clone(&rows);
-        async move { Ok::<_, Infallible>(Response::new(Rows { left: 3, seen })) }
+        async move {
+            Ok::<_, Infallible>(Response::new(Rows {
+                left: 3,
+                waited: false,
+                seen,
+            }))
+        }
     });
     let base = ServiceBuilder::new().layer(RequestIdLayer::new());
     let (id, bytes) = if streaming {
@@ -154,6 +168,7 @@ async fn stream_rows(streaming: bool) -> (String, Vec<serde_json::Value>, Vec<Op
 async fn lines_logged_while_the_body_streams_carry_the_request_id() {
     let (id, lines, seen) = stream_rows(true).await;
     assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(lines[0]["message"], "between the head and the body");
     assert!(lines[0].get("request_id").is_none(), "{}", lines[0]);
     for line in &lines[1..] {
         assert_eq!(line["message"], "row streamed");
@@ -164,7 +179,7 @@ async fn lines_logged_while_the_body_streams_carry_the_request_id() {
     assert!(
         seen.iter()
             .all(|s| s.as_ref().map(RequestId::as_str) == Some(id.as_str())),
-        "outbound calls from the body see the request: {seen:?}"
+        "the body sees the request's context, as an outbound call from it would: {seen:?}"
     );
     assert_eq!(RequestContext::current(), None);
 }
@@ -174,6 +189,7 @@ async fn without_the_streaming_layer_a_body_streams_outside_the_request() {
     // Why `StreamingBodyLayer` exists: the body is polled after the response has left `RequestIdLayer`.
     let (_id, lines, seen) = stream_rows(false).await;
     assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_eq!(lines[3]["message"], "row streamed");
     assert!(lines.iter().all(|line| line.get("request_id").is_none()));
     assert_eq!(seen, [None, None, None]);
 }

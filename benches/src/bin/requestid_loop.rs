@@ -20,25 +20,12 @@ use std::process::ExitCode;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower::{Service, ServiceBuilder, service_fn};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_requestid::RequestIdLayer;
 
-async fn handler(_req: Request<()>) -> Result<Response<()>, Infallible> {
-    Ok(Response::new(()))
-}
-
-fn request(with_id: bool) -> Request<()> {
-    let mut req = Request::new(());
-    if with_id {
-        req.headers_mut().insert(
-            "x-request-id",
-            HeaderValue::from_static("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
-        );
-    }
-    req
-}
+use benches::requestid::{handler, no_id, with_id as with_id_request};
 
 fn run<S, B>(mut svc: S, n: u64, with_id: bool) -> Result<Duration, String>
 where
@@ -50,7 +37,8 @@ where
         if svc.poll_ready(&mut cx).is_pending() {
             return Err("the service is not ready at once".into());
         }
-        match pin!(svc.call(request(with_id))).poll(&mut cx) {
+        let req = if with_id { with_id_request() } else { no_id() };
+        match pin!(svc.call(req)).poll(&mut cx) {
             Poll::Ready(Ok(response)) => drop(black_box(response)),
             Poll::Ready(Err(e)) => match e {},
             Poll::Pending => return Err("the handler is not ready at once".into()),
