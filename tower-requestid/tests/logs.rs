@@ -119,6 +119,20 @@ impl http_body::Body for Rows {
     }
 }
 
+/// Sends one request, logs a line once the head is in, then reads the body: the echoed id and the body.
+async fn head_then_body<S, B>(svc: S) -> (String, Bytes)
+where
+    S: tower::Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    tracing::info!("between the head and the body");
+    (id, res.into_body().collect().await.unwrap().to_bytes())
+}
+
 /// Streams a `Rows` body through `RequestIdLayer` (with `StreamingBodyLayer` inside it when `streaming`):
 /// the echoed id, the captured lines (one logged between the head and the body, then one per row), and the
 /// id current at each row.
@@ -140,24 +154,9 @@ async fn stream_rows(streaming: bool) -> (String, Vec<serde_json::Value>, Vec<Op
     });
     let base = ServiceBuilder::new().layer(RequestIdLayer::new());
     let (id, bytes) = if streaming {
-        let res = base
-            .layer(StreamingBodyLayer::new())
-            .service(handler)
-            .oneshot(Request::new(()))
-            .await
-            .unwrap();
-        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-        tracing::info!("between the head and the body");
-        (id, res.into_body().collect().await.unwrap().to_bytes())
+        head_then_body(base.layer(StreamingBodyLayer::new()).service(handler)).await
     } else {
-        let res = base
-            .service(handler)
-            .oneshot(Request::new(()))
-            .await
-            .unwrap();
-        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-        tracing::info!("between the head and the body");
-        (id, res.into_body().collect().await.unwrap().to_bytes())
+        head_then_body(base.service(handler)).await
     };
     assert_eq!(bytes, "row\nrow\nrow\n");
     let seen = seen.lock().unwrap().clone();
