@@ -11,7 +11,10 @@ use support::{Backend, TestServer, call, server};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-support::on_both_backends!(tampered_rows_are_reported_and_closed_when_repaired);
+support::on_both_backends!(
+    tampered_rows_are_reported_and_closed_when_repaired,
+    tampered_monthly_totals_are_reported_and_closed_when_repaired,
+);
 
 async fn run(server: &TestServer, token: &str) -> Value {
     let (status, run) = call(
@@ -131,7 +134,12 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
     assert_eq!(found["status"], "deviations", "{found}");
     let open = open_records(&server, token).await;
     let kinds: Vec<&str> = open.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["account", "invoice", "journal_entry"], "{open:?}");
+    // The changed line no longer adds up to its month's stored totals either.
+    assert_eq!(
+        kinds,
+        ["account", "account_month", "invoice", "journal_entry"],
+        "{open:?}"
+    );
     assert!(
         open.iter()
             .any(|(k, codes)| k == "invoice" && codes.iter().any(|c| c == "BR-CO-16")),
@@ -150,7 +158,7 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
 
     // The same deviations found again stay one event each.
     run(&server, token).await;
-    assert_eq!(open_records(&server, token).await.len(), 3);
+    assert_eq!(open_records(&server, token).await.len(), 4);
 
     // Repair the invoice: its event closes on the next run; the journal's stay open.
     execute(
@@ -164,7 +172,7 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(kinds, ["account", "journal_entry"]);
+    assert_eq!(kinds, ["account", "account_month", "journal_entry"]);
 
     let (status, runs) = call(
         &server.state,
@@ -176,4 +184,114 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(runs.as_array().unwrap().len(), 4);
+}
+
+async fn count(server: &TestServer, sql: &'static str) -> i64 {
+    with_pool!(server.state.db(), |pool| sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await)
+    .unwrap()
+}
+
+/// The open events' record ids of one kind, sorted.
+async fn open_ids(server: &TestServer, token: &str, kind: &str) -> Vec<String> {
+    let (_, events) = call(
+        &server.state,
+        "GET",
+        "/api/v1/integrity/events",
+        Some(token),
+        None,
+    )
+    .await;
+    let mut ids: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["record_kind"] == kind)
+        .map(|e| e["record_id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn tampered_monthly_totals_are_reported_and_closed_when_repaired(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    let token = &support::owner(&server, "Acme", "o@acme.example").await;
+    for (number, issued) in [("INV-1", "2026-10-20"), ("INV-2", "2026-11-03")] {
+        let invoice = json!({
+            "kind": "sales", "number": number, "counterparty": "Hotel", "issue_date": issued,
+            "due_date": "2026-11-30", "currency": "AUD",
+            "lines": [{"description": "Rooms", "quantity": "2", "net_price": "150.00", "tax_category": "S", "tax_rate": "10"}],
+        });
+        let (_, created) = call(
+            &server.state,
+            "POST",
+            "/api/v1/invoices",
+            Some(token),
+            Some(invoice),
+        )
+        .await;
+        let id = created["id"].as_str().unwrap();
+        let (status, _) = call(
+            &server.state,
+            "POST",
+            &format!("/api/v1/invoices/{id}/issue"),
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let clean = run(&server, token).await;
+    assert_eq!(clean["status"], "clean", "{clean}");
+    let summary: Value = serde_json::from_str(clean["summary"].as_str().unwrap()).unwrap();
+    assert_eq!(summary["account_months_deviating"], 0, "{summary}");
+    let months = count(&server, "SELECT COUNT(*) FROM account_months").await;
+    assert!(
+        months >= 4,
+        "two months of receivables, income and GST rows: {months}"
+    );
+
+    // Behind the server's back: every stored monthly credit total, then one whole row.
+    execute(&server, "UPDATE account_months SET credits = credits + 7").await;
+    let found = run(&server, token).await;
+    assert_eq!(found["status"], "deviations", "{found}");
+    assert_eq!(found["deviations"], months, "{found}");
+    let summary: Value = serde_json::from_str(found["summary"].as_str().unwrap()).unwrap();
+    assert_eq!(summary["account_months_deviating"], months, "{summary}");
+    let open = open_records(&server, token).await;
+    assert_eq!(open.len(), usize::try_from(months).unwrap(), "{open:?}");
+    for (kind, codes) in &open {
+        assert_eq!(kind, "account_month");
+        assert_eq!(codes, &["BALANCE-DRIFT"], "only the credits moved");
+    }
+    let ids = open_ids(&server, token, "account_month").await;
+    assert!(ids.iter().any(|id| id.ends_with("/2026-10")), "{ids:?}");
+    assert!(ids.iter().any(|id| id.ends_with("/2026-11")), "{ids:?}");
+    for id in &ids {
+        let (account, month) = id.split_once('/').unwrap();
+        assert!(
+            uuid::Uuid::parse_str(account).is_ok() && month.len() == 7,
+            "{id}"
+        );
+    }
+
+    execute(&server, "UPDATE account_months SET credits = credits - 7").await;
+    let repaired = run(&server, token).await;
+    assert_eq!(repaired["status"], "clean", "{repaired}");
+    assert_eq!(open_records(&server, token).await, vec![]);
+
+    // A lost row is a month whose lines no longer add up to anything stored.
+    execute(
+        &server,
+        "DELETE FROM account_months WHERE month = '2026-10' AND credits > 0",
+    )
+    .await;
+    let lost = run(&server, token).await;
+    assert_eq!(lost["status"], "deviations", "{lost}");
+    let ids = open_ids(&server, token, "account_month").await;
+    assert!(
+        !ids.is_empty() && ids.iter().all(|id| id.ends_with("/2026-10")),
+        "{ids:?}"
+    );
 }

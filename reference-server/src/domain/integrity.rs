@@ -1,7 +1,8 @@
 //! The integrity audit: fin-invariants' audit runner over this server's data, one organization at a time.
 //! Each run recomputes every invoice from its lines, checks every journal entry, rebuilds every account's
-//! totals from the lines and compares them with the posted totals; every deviation is stored as an
-//! integrity event that stays open until a later run no longer finds it.
+//! totals from the lines and compares them with the posted totals, then sums the lines again per account
+//! and month and compares them with `account_months` (the dashboard's monthly totals). Every deviation is
+//! stored as an integrity event that stays open until a later run no longer finds it.
 
 use std::collections::HashSet;
 
@@ -12,7 +13,7 @@ use fin_invariants::journal::{
     Account, AccountId, Balance, BalanceLimit, EntryId, JournalEntry, JournalLine, OrganizationId,
     Side,
 };
-use fin_invariants::{Currency, Money};
+use fin_invariants::{Currency, Money, Violation, Violations, codes};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -261,13 +262,25 @@ impl AuditSink for Sink<'_> {
     type Error = IntegrityError;
 
     async fn deviation(&mut self, deviation: Deviation) -> Result<(), IntegrityError> {
-        let kind = kind_name(deviation.kind);
         // Journal and account ids come from fin-invariants as 128-bit integers: show them as UUIDs.
         let record = deviation
             .id
             .parse::<u128>()
             .map_or_else(|_| deviation.id.clone(), |n| Uuid::from_u128(n).to_string());
-        let violations = serde_json::to_string(&deviation.violations).unwrap_or_default();
+        self.record(kind_name(deviation.kind), record, &deviation.violations)
+            .await
+    }
+}
+
+impl Sink<'_> {
+    /// Opens an event for the record, or moves its open event to this run with these violations.
+    async fn record(
+        &mut self,
+        kind: &str,
+        record: String,
+        violations: &Violations,
+    ) -> Result<(), IntegrityError> {
+        let violations = serde_json::to_string(violations).unwrap_or_default();
         self.seen.insert((kind.to_owned(), record.clone()));
         let updated = with_pool!(self.db, |pool| {
             sqlx::query(
@@ -303,6 +316,95 @@ impl AuditSink for Sink<'_> {
         }
         Ok(())
     }
+}
+
+/// One account-month whose totals in `account_months` differ from its journal lines summed again.
+#[derive(Debug, sqlx::FromRow)]
+struct MonthDrift {
+    account_id: Uuid,
+    month: String,
+    currency: String,
+    line_debits: i64,
+    line_credits: i64,
+    stored_debits: i64,
+    stored_credits: i64,
+}
+
+impl MonthDrift {
+    fn violations(&self) -> Result<Violations, IntegrityError> {
+        let c = currency(&self.currency)?;
+        let path =
+            |side: &str| format!("/accounts/{}/months/{}/{side}", self.account_id, self.month);
+        let mut violations = Violations::default();
+        for (side, lines, stored) in [
+            ("debits", self.line_debits, self.stored_debits),
+            ("credits", self.line_credits, self.stored_credits),
+        ] {
+            if lines != stored {
+                violations.push(
+                    Violation::new(
+                        codes::BALANCE_DRIFT,
+                        path(side),
+                        "the month's stored total differs from its journal lines",
+                    )
+                    .with_values(Money::from_minor(lines, c), Money::from_minor(stored, c)),
+                );
+            }
+        }
+        Ok(violations)
+    }
+}
+
+/// Records an event for every account-month whose stored totals drifted; how many did.
+async fn check_months(db: &Db, org: Uuid, sink: &mut Sink<'_>) -> Result<u64, IntegrityError> {
+    let drifts = month_drifts(db, org).await?;
+    for drift in &drifts {
+        let record = format!("{}/{}", drift.account_id, drift.month);
+        sink.record("account_month", record, &drift.violations()?)
+            .await?;
+    }
+    Ok(u64::try_from(drifts.len()).unwrap_or(u64::MAX))
+}
+
+/// Every account-month of `org` whose `account_months` row differs from its journal lines, a missing row or
+/// month counting as zero. The database does the summing: one row per account-month, not per line.
+async fn month_drifts(db: &Db, org: Uuid) -> Result<Vec<MonthDrift>, IntegrityError> {
+    macro_rules! drifts_sql {
+        ($month:literal) => {
+            concat!(
+                "SELECT t.account_id, t.month, a.currency, \
+                        CAST(SUM(t.line_debits) AS BIGINT) AS line_debits, \
+                        CAST(SUM(t.line_credits) AS BIGINT) AS line_credits, \
+                        CAST(SUM(t.stored_debits) AS BIGINT) AS stored_debits, \
+                        CAST(SUM(t.stored_credits) AS BIGINT) AS stored_credits \
+                 FROM (SELECT l.account_id, ",
+                $month,
+                " AS month, \
+                        CASE WHEN l.side = 'debit' THEN l.amount_minor ELSE 0 END AS line_debits, \
+                        CASE WHEN l.side = 'credit' THEN l.amount_minor ELSE 0 END AS line_credits, \
+                        CAST(0 AS BIGINT) AS stored_debits, CAST(0 AS BIGINT) AS stored_credits \
+                       FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id \
+                       WHERE l.organization_id = $1 \
+                       UNION ALL \
+                       SELECT account_id, month, 0, 0, debits, credits FROM account_months \
+                       WHERE organization_id = $1) t \
+                 JOIN accounts a ON a.id = t.account_id \
+                 GROUP BY t.account_id, t.month, a.currency \
+                 HAVING SUM(t.line_debits) <> SUM(t.stored_debits) \
+                     OR SUM(t.line_credits) <> SUM(t.stored_credits) \
+                 ORDER BY t.account_id, t.month"
+            )
+        };
+    }
+    // The month of an entry date as `account_months` keys it (`ledger::month_of`): YYYY-MM.
+    let sql = match db {
+        Db::Sqlite(_) => drifts_sql!("substr(e.entry_date, 1, 7)"),
+        Db::Postgres(_) => drifts_sql!("to_char(e.entry_date, 'YYYY-MM')"),
+    };
+    Ok(with_pool!(db, |pool| sqlx::query_as(sql)
+        .bind(org)
+        .fetch_all(pool)
+        .await)?)
 }
 
 /// One run as the API shows it.
@@ -352,22 +454,34 @@ pub async fn run_for(state: &AppState, org: Uuid) -> Result<RunView, IntegrityEr
         now: started,
         seen: HashSet::new(),
     };
-    let outcome = AuditRunner::new().run(&mut source, &mut sink).await;
+    let outcome = match AuditRunner::new().run(&mut source, &mut sink).await {
+        // Then the dashboard's monthly totals, into the same run and the same events.
+        Ok(summary) => check_months(db, org, &mut sink)
+            .await
+            .map(|months| (summary, months))
+            .map_err(|e| fin_invariants::audit::AuditError::Source(Box::new(e))),
+        Err(e) => Err(e),
+    };
     let finished = state.clock().now();
     let (status, summary, deviations) = match &outcome {
-        Ok(summary) => {
+        Ok((summary, months)) => {
             let deviations = summary
                 .invoices_deviating
                 .saturating_add(summary.entries_deviating)
-                .saturating_add(summary.balances_deviating);
-            let status = if summary.is_clean() {
+                .saturating_add(summary.balances_deviating)
+                .saturating_add(*months);
+            let status = if summary.is_clean() && *months == 0 {
                 "clean"
             } else {
                 "deviations"
             };
+            let mut json = serde_json::to_value(summary).unwrap_or_default();
+            if let Some(fields) = json.as_object_mut() {
+                fields.insert("account_months_deviating".to_owned(), (*months).into());
+            }
             (
                 status,
-                serde_json::to_string(summary).ok(),
+                Some(json.to_string()),
                 i64::try_from(deviations).unwrap_or(i64::MAX),
             )
         }
@@ -482,7 +596,7 @@ pub struct EventView {
     pub id: Uuid,
     /// The run that last found it.
     pub run_id: Uuid,
-    /// `invoice`, `journal_entry` or `account`.
+    /// `invoice`, `journal_entry`, `account` or `account_month` (record id `<account id>/<YYYY-MM>`).
     pub record_kind: String,
     /// The record.
     pub record_id: String,
