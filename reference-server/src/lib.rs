@@ -414,10 +414,12 @@ where
     }
 }
 
-/// The integrity audit of every organization, each `INTEGRITY_AUDIT_INTERVAL`.
+/// The integrity audit of every organization, each `INTEGRITY_AUDIT_INTERVAL`, on one instance at a time.
 async fn integrity_audit(state: &AppState) {
-    match domain::integrity::run_all(state).await {
-        Ok(runs) => {
+    use domain::integrity::Scheduled;
+    let period = state.config().integrity_audit_interval;
+    match domain::integrity::run_scheduled(state, period).await {
+        Ok(Scheduled::Ran(runs)) => {
             let deviations: i64 = runs.iter().map(|r| r.deviations).sum();
             tracing::info!(
                 organizations = runs.len(),
@@ -425,6 +427,8 @@ async fn integrity_audit(state: &AppState) {
                 "integrity audit finished"
             );
         }
+        Ok(Scheduled::Busy) => tracing::info!("integrity audit left to the instance running it"),
+        Ok(Scheduled::RanRecently) => tracing::info!("integrity audit ran recently: skipped"),
         Err(e) => tracing::error!(error = %e, "integrity audit could not run"),
     }
 }

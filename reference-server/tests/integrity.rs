@@ -14,6 +14,7 @@ const PASSWORD: &str = "correct horse battery staple";
 support::on_both_backends!(
     tampered_rows_are_reported_and_closed_when_repaired,
     tampered_monthly_totals_are_reported_and_closed_when_repaired,
+    the_scheduled_audit_runs_once_per_period_across_instances,
 );
 
 async fn run(server: &TestServer, token: &str) -> Value {
@@ -294,4 +295,89 @@ async fn tampered_monthly_totals_are_reported_and_closed_when_repaired(backend: 
         !ids.is_empty() && ids.iter().all(|id| id.ends_with("/2026-10")),
         "{ids:?}"
     );
+}
+
+async fn the_scheduled_audit_runs_once_per_period_across_instances(backend: Backend) {
+    use reference_server::domain::integrity::{Scheduled, run_scheduled};
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    let server = test_support::require!(server(backend, &[]).await);
+    support::owner(&server, "Acme", "o@acme.example").await;
+    support::owner(&server, "Globex", "o@globex.example").await;
+    // A second instance on the same database.
+    let url = server.state.config().database_url.as_str().to_owned();
+    let other = support::server_at(&url, &[], None, None).await;
+
+    let (a, b) = match backend {
+        // Both at once: the advisory lock lets one in.
+        Backend::Postgres => tokio::join!(
+            run_scheduled(&server.state, HOUR),
+            run_scheduled(&other.state, HOUR)
+        ),
+        // One file, one instance at a time: the second finds the first one's runs.
+        Backend::Sqlite => (
+            run_scheduled(&server.state, HOUR).await,
+            run_scheduled(&other.state, HOUR).await,
+        ),
+    };
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let ran: Vec<usize> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Scheduled::Ran(runs) => Some(runs.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ran,
+        [2],
+        "exactly one instance audits both organizations: {outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Scheduled::Busy | Scheduled::RanRecently)),
+        "{outcomes:?}"
+    );
+    let runs = count(&server, "SELECT COUNT(*) FROM integrity_runs").await;
+    assert_eq!(runs, 2, "one run per organization");
+
+    // Within the period nobody runs it again; a period that has passed lets it run.
+    assert!(matches!(
+        run_scheduled(&other.state, HOUR).await.unwrap(),
+        Scheduled::RanRecently
+    ));
+    assert!(matches!(
+        run_scheduled(&server.state, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        Scheduled::Ran(_)
+    ));
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM integrity_runs").await,
+        4
+    );
+
+    if let reference_server::db::Db::Postgres(pool) = other.state.db() {
+        // While another session holds the lock, the audit is left to it, whatever the period says.
+        let mut held = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(reference_server::domain::integrity::AUDIT_LOCK)
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        assert!(matches!(
+            run_scheduled(&server.state, std::time::Duration::ZERO)
+                .await
+                .unwrap(),
+            Scheduled::Busy
+        ));
+        held.rollback().await.unwrap();
+        assert!(matches!(
+            run_scheduled(&server.state, std::time::Duration::ZERO)
+                .await
+                .unwrap(),
+            Scheduled::Ran(_)
+        ));
+    }
 }

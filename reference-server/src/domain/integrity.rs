@@ -533,6 +533,77 @@ pub async fn run_for(state: &AppState, org: Uuid) -> Result<RunView, IntegrityEr
     })
 }
 
+/// What the scheduled audit did on this instance.
+#[derive(Debug)]
+pub enum Scheduled {
+    /// It audited every organization.
+    Ran(Vec<RunView>),
+    /// Another instance holds the audit right now.
+    Busy,
+    /// A run started less than nine tenths of a period ago (on any instance, or by hand).
+    RanRecently,
+}
+
+/// The key of the PostgreSQL advisory lock that the scheduled audit holds while it runs ("refsintg"). An
+/// operator holding it (`SELECT pg_advisory_lock(8243107338847679591)`) keeps the scheduled audits off.
+pub const AUDIT_LOCK: i64 = 0x7265_6673_696e_7467;
+
+/// The periodic audit of every organization, once per `period` across all instances sharing the database.
+///
+/// On PostgreSQL the instance that takes an advisory lock ([`AUDIT_LOCK`]) on a connection of its own runs
+/// it; the others answer [`Scheduled::Busy`]. On either backend a run that any instance started less than
+/// `period * 9 / 10` ago makes this one [`Scheduled::RanRecently`], so instances started at different times
+/// do not each audit once per period.
+///
+/// # Errors
+///
+/// When the database fails.
+pub async fn run_scheduled(
+    state: &AppState,
+    period: std::time::Duration,
+) -> Result<Scheduled, IntegrityError> {
+    use sqlx::Connection as _;
+    // A connection of its own, not one of the pool's: the lock lives as long as its session, so it is
+    // released when the connection closes, also when this task is cancelled or the instance dies (a pooled
+    // connection would go back to the pool still holding it), and the audit never waits for a pool of one.
+    let lock = match state.db() {
+        Db::Postgres(_) => {
+            let mut conn =
+                sqlx::PgConnection::connect(state.config().database_url.as_str()).await?;
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(AUDIT_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+            if !held {
+                conn.close().await?;
+                return Ok(Scheduled::Busy);
+            }
+            Some(conn)
+        }
+        Db::Sqlite(_) => None,
+    };
+    let outcome = unless_recent(state, period).await;
+    if let Some(conn) = lock {
+        conn.close().await?;
+    }
+    outcome
+}
+
+async fn unless_recent(
+    state: &AppState,
+    period: std::time::Duration,
+) -> Result<Scheduled, IntegrityError> {
+    let last: Option<OffsetDateTime> = with_pool!(state.db(), |pool| sqlx::query_scalar(
+        "SELECT MAX(started_at) FROM integrity_runs"
+    )
+    .fetch_one(pool)
+    .await)?;
+    if last.is_some_and(|last| state.clock().now() - last < period.mul_f64(0.9)) {
+        return Ok(Scheduled::RanRecently);
+    }
+    Ok(Scheduled::Ran(run_all(state).await?))
+}
+
 /// Audits every organization, one after another.
 ///
 /// # Errors
