@@ -3,7 +3,7 @@
 //! The client gets a stable `type` and a title; an internal error's cause goes to the log only.
 
 use axum::extract::rejection::JsonRejection;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -35,9 +35,10 @@ pub enum AppError {
     /// Nothing here, or nothing this tenant may see (404).
     #[error("not found")]
     NotFound,
-    /// Too many failed sign-ins for the account named (429, with `Retry-After` in seconds).
+    /// Too many failed sign-ins for the account named (429, with `Retry-After` in seconds and the
+    /// `RateLimit-Policy` and `RateLimit` fields).
     #[error("too many attempts")]
-    TooManyAttempts(u64),
+    TooManyAttempts(crate::ratelimit::AccountRefused),
     /// The request conflicts with the current state (409).
     #[error("conflict: {0}")]
     Conflict(&'static str),
@@ -176,7 +177,7 @@ impl IntoResponse for AppError {
                 None,
                 &[],
             ),
-            Self::TooManyAttempts(retry_after) => {
+            Self::TooManyAttempts(refused) => {
                 let mut response = problem(
                     StatusCode::TOO_MANY_REQUESTS,
                     "https://iana.org/assignments/http-problem-types#quota-exceeded",
@@ -184,9 +185,14 @@ impl IntoResponse for AppError {
                     Some("the credentials or token were not accepted".to_owned()),
                     &[],
                 );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, retry_after.max(1).into());
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, refused.retry_after.max(1).into());
+                // As the limit layer's own 429s: never stored by a cache (RFC 6585 section 4).
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if let Some((policy, rate)) = refused.fields {
+                    headers.insert(tower_ratelimit::headers::RATELIMIT_POLICY, policy);
+                    headers.insert(tower_ratelimit::headers::RATELIMIT, rate);
+                }
                 response
             }
             Self::Conflict(what) => problem(

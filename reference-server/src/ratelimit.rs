@@ -18,6 +18,15 @@ use tower_ratelimit::{
 use crate::auth::Principal;
 use crate::config::Config;
 
+/// A sign-in refused by the per-account limit.
+#[derive(Debug, Clone)]
+pub struct AccountRefused {
+    /// Whole seconds until an attempt fits.
+    pub retry_after: u64,
+    /// `RateLimit-Policy` and `RateLimit`.
+    pub fields: Option<(axum::http::HeaderValue, axum::http::HeaderValue)>,
+}
+
 /// The limiter, its policies and how client addresses are read: what the layer and the handlers share.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -95,8 +104,9 @@ impl Limits {
     ///
     /// # Errors
     ///
-    /// The whole seconds until one attempt fits, when none does now.
-    pub async fn account_may_try(&self, account: &str) -> Result<(), u64> {
+    /// The refusal, when no attempt fits now: the whole seconds until one does, and the `RateLimit-Policy`
+    /// and `RateLimit` fields the layer's own 429s carry.
+    pub async fn account_may_try(&self, account: &str) -> Result<(), AccountRefused> {
         let Some(limit) = self.policies.limit("auth_account") else {
             return Ok(());
         };
@@ -107,7 +117,10 @@ impl Limits {
         if decision.is_allowed() {
             Ok(())
         } else {
-            Err(decision.retry_after_secs().unwrap_or(1))
+            Err(AccountRefused {
+                retry_after: decision.retry_after_secs().unwrap_or(1),
+                fields: tower_ratelimit::headers::fields(&[limit], &decision),
+            })
         }
     }
 

@@ -72,6 +72,7 @@ support::on_both_backends!(
     bad_bodies_get_problem_answers_and_write_nothing,
     another_tenants_user_is_not_found,
     failed_logins_are_limited_per_account_and_per_client_and_successes_are_free,
+    the_account_limit_refuses_new_addresses_with_the_rate_limit_fields,
     refresh_tokens_are_stored_as_hashes_only,
     one_session_per_user_ends_the_older_session,
 );
@@ -100,7 +101,7 @@ async fn failed_logins_are_limited_per_account_and_per_client_and_successes_are_
     assert_eq!(
         status,
         StatusCode::TOO_MANY_REQUESTS,
-        "the account has no attempts left, even with the right password"
+        "the client has no attempts left, even with the right password"
     );
     assert_eq!(
         problem["type"],
@@ -109,6 +110,77 @@ async fn failed_logins_are_limited_per_account_and_per_client_and_successes_are_
     // The client address is spent too: another account from it is refused by the `auth` limit.
     let (status, _) = login(&server, "nobody@example.com", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A sign-in from `ip`, as the connection shows it: the status, the headers and the JSON body.
+async fn login_from(
+    server: &TestServer,
+    ip: u8,
+    email: &str,
+    password: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = axum::http::Request::post("/api/v1/auth/login")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"email": email, "password": password}).to_string(),
+        ))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [198, 51, 100, ip],
+            40000,
+        ))));
+    let response = tower::ServiceExt::oneshot(reference_server::app(server.state.clone()), request)
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn the_account_limit_refuses_new_addresses_with_the_rate_limit_fields(backend: Backend) {
+    let server = test_support::require!(server(backend, &[]).await);
+    register(&server, "Acme", "olive@example.com").await;
+    // Five failures, each from an address of its own: no client limit is reached, the account's is.
+    for ip in 1..=5 {
+        let (status, _, _) =
+            login_from(&server, ip, "olive@example.com", "wrong password here").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, headers, problem) = login_from(&server, 6, "olive@example.com", PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the account has no attempts left, even with the right password from a new address"
+    );
+    assert_eq!(
+        problem["type"],
+        "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    );
+    // The same fields as the limit layer's own 429s, naming the account's limit.
+    let field = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert!(
+        field("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)),
+        "{headers:?}"
+    );
+    assert_eq!(field("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(
+        field("ratelimit-policy").as_deref(),
+        Some("\"auth_account\";q=5;w=900"),
+        "{headers:?}"
+    );
+    assert!(
+        field("ratelimit").is_some_and(|r| r.starts_with("\"auth_account\";r=0;t=")),
+        "{headers:?}"
+    );
 }
 
 async fn register_then_login_gives_tokens_that_open_protected_routes(backend: Backend) {

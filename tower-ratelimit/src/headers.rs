@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::HeaderValue;
 
+use crate::decision::Decision;
 use crate::gcra::{Limit, LimitOutcome};
 
 /// The `RateLimit-Policy` field name.
@@ -46,6 +47,19 @@ pub(crate) fn ratelimit_value(limit: &Limit, outcome: &LimitOutcome) -> Option<H
     HeaderValue::from_str(&ser.finish()?).ok()
 }
 
+/// The `RateLimit-Policy` and `RateLimit` fields of a decision made outside the layer, with
+/// [`RateLimiter::decide`](crate::RateLimiter::decide): `limits` are the limits of its checks, in their
+/// order. The policy field lists every limit; `RateLimit` describes the binding one (the refusing limit with
+/// the longest wait, or the one with the fewest units left). For a 429 that a handler sends itself, such as
+/// a per-account sign-in limit, so it carries the same fields as the layer's.
+#[must_use]
+pub fn fields(limits: &[&Limit], decision: &Decision) -> Option<(HeaderValue, HeaderValue)> {
+    let policy = policy_value(limits.iter().copied())?;
+    let binding = decision.binding()?;
+    let rate = ratelimit_value(limits.get(binding)?, decision.outcomes().get(binding)?)?;
+    Some((policy, rate))
+}
+
 /// The RFC 9457 body of a 429.
 pub(crate) fn problem_body<'a>(
     violated: impl Iterator<Item = &'a Limit>,
@@ -65,4 +79,51 @@ pub(crate) fn problem_body<'a>(
         "{{\"type\":\"{QUOTA_EXCEEDED_TYPE}\",\"title\":\"Quota Exceeded\",\"status\":429,\
          \"detail\":\"Too many requests; retry in {retry_secs} s\",\"violated-policies\":[{names}]}}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Check, Key, ManualClock, Quota, RateLimiter};
+
+    #[test]
+    fn fields_of_a_decision_describe_the_binding_limit() {
+        let limiter = RateLimiter::builder()
+            .clock(ManualClock::starting_at(1))
+            .build();
+        let account = Limit::new("auth_account", Quota::per_hour(5).unwrap()).unwrap();
+        let client = Limit::new("auth", Quota::per_minute(20).unwrap()).unwrap();
+        let decide = |cost| {
+            limiter
+                .decide(
+                    &[
+                        Check::charge(&account, Key::Str("olive")),
+                        Check::charge(&client, Key::Id(7)),
+                    ],
+                    cost,
+                )
+                .into_ready()
+                .unwrap()
+        };
+        let admitted = decide(2);
+        let (policy, rate) = fields(&[&account, &client], &admitted).unwrap();
+        assert_eq!(policy, "\"auth_account\";q=5;w=3600, \"auth\";q=20;w=60");
+        assert!(
+            rate.to_str()
+                .unwrap()
+                .starts_with("\"auth_account\";r=3;t="),
+            "fewest left: the account, {rate:?}"
+        );
+
+        let refused = decide(4);
+        assert!(!refused.is_allowed());
+        let (_, rate) = fields(&[&account, &client], &refused).unwrap();
+        assert!(
+            rate.to_str()
+                .unwrap()
+                .starts_with("\"auth_account\";r=3;t="),
+            "{rate:?}"
+        );
+        assert_eq!(fields(&[], &refused), None);
+    }
 }

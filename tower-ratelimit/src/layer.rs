@@ -331,13 +331,18 @@ impl<T: ClassifyTier, C: ClassifyCategory> Shared<T, C> {
     }
 }
 
-/// Adds the rate-limit fields to an admitted response.
+/// Adds the rate-limit fields to an admitted response, unless the service behind set its own: a handler that
+/// refuses with a limit of its own (a per-account sign-in limit, `headers::fields`) describes that limit,
+/// and the layer's admitted quota would contradict its 429.
 pub(crate) fn add_headers<B>(
     response: &mut Response<B>,
     headers: Option<(HeaderValue, HeaderValue)>,
 ) {
     if let Some((policy, rate)) = headers {
         let map = response.headers_mut();
+        if map.contains_key(RATELIMIT) {
+            return;
+        }
         map.insert(RATELIMIT_POLICY, policy);
         map.insert(RATELIMIT, rate);
     }

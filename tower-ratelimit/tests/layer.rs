@@ -124,6 +124,38 @@ async fn admitted_responses_carry_both_fields_in_draft_11_syntax() {
 }
 
 #[tokio::test]
+async fn fields_a_handler_set_for_its_own_limit_are_kept() {
+    // A handler that refuses with a limit of its own (per account, say) describes that limit; the layer
+    // admitted the request and must not overwrite the handler's 429 with its own remaining quota.
+    let handler = service_fn(|_req: Request<Body>| async {
+        let mut resp: Response<Body> = Response::new(Full::from("slow down"));
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let headers = resp.headers_mut();
+        headers.insert(
+            "ratelimit-policy",
+            HeaderValue::from_static("\"auth_account\";q=5;w=900"),
+        );
+        headers.insert(
+            "ratelimit",
+            HeaderValue::from_static("\"auth_account\";r=0;t=120"),
+        );
+        Ok::<_, Infallible>(resp)
+    });
+    let svc = layer(policies(30), ClientIpConfig::new()).layer(handler);
+    let resp = svc
+        .oneshot(request("198.51.100.1:4000", &[]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        resp.headers()["ratelimit-policy"],
+        "\"auth_account\";q=5;w=900"
+    );
+    assert_eq!(resp.headers()["ratelimit"], "\"auth_account\";r=0;t=120");
+    assert_eq!(resp.headers().get_all("ratelimit").iter().count(), 1);
+}
+
+#[tokio::test]
 async fn refusals_are_429_problems_with_retry_after_equal_to_t() {
     let layer = layer(policies(2), ClientIpConfig::new());
     let mut svc = layer.layer(ok_service());

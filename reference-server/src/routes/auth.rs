@@ -51,9 +51,9 @@ where
 {
     let account = account.trim().to_lowercase();
     if let Some(limits) = state.limits()
-        && let Err(retry_after) = limits.account_may_try(&account).await
+        && let Err(refused) = limits.account_may_try(&account).await
     {
-        return Err(AppError::TooManyAttempts(retry_after));
+        return Err(AppError::TooManyAttempts(refused));
     }
     match attempt.await {
         Ok(tokens) => Ok(Json(tokens).into_response()),
