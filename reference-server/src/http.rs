@@ -73,6 +73,8 @@ pub(crate) fn stack(router: Router, config: &Config) -> Router {
         ))
         .layer(CatchPanicLayer::custom(panic_answer))
         .layer(axum::middleware::map_response(plain_errors_as_problems))
+        // Counts every answer, the ones of the layers above included.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         // Outermost: every later layer's log lines run inside the request's span and carry its id.
         .layer(tower_requestid::RequestIdLayer::new())
 }

@@ -263,7 +263,7 @@ pub fn app(state: AppState) -> Router {
             "/metrics",
             axum::routing::get(metrics::render).with_state(state.clone()),
         )
-        .route_layer(axum::middleware::from_fn(metrics::track))
+        .route_layer(axum::middleware::from_fn(metrics::route))
         .layer(axum::middleware::from_fn_with_state(
             state,
             auth::authenticate,

@@ -2,7 +2,7 @@
 //! status with their durations; read at scrape time, the rate limiter's decisions per policy, its store's
 //! health, the dashboard cache's counters, and the upstream breakers' states.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -35,16 +35,21 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Route middleware: one count and one duration per request, labelled by the route template (never the raw
-/// path, which would mint a series per id).
-pub(crate) async fn track(request: Request, next: Next) -> Response {
+/// Where the route middleware leaves the matched route's template for [`track`], which runs outside routing.
+#[derive(Clone, Default)]
+struct RouteSlot(Arc<OnceLock<String>>);
+
+/// Outermost but for the request id: one count and one duration per request, every answer included (the
+/// body limit's 413, the timeout's 503, the router's 404, authentication's 401), labelled by the route
+/// template that [`route`] found (never the raw path, which would mint a series per id), or `unmatched`
+/// when the request was answered before or without a route.
+pub(crate) async fn track(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let slot = RouteSlot::default();
+    request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
+    let route = slot.0.get().map_or("unmatched", String::as_str).to_owned();
     let labels = [
         ("method", method),
         ("route", route),
@@ -54,6 +59,17 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// Route middleware: tells [`track`] the matched route's template.
+pub(crate) async fn route(request: Request, next: Next) -> Response {
+    if let (Some(slot), Some(path)) = (
+        request.extensions().get::<RouteSlot>(),
+        request.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(path.as_str().to_owned());
+    }
+    next.run(request).await
 }
 
 /// `GET /metrics`: the Prometheus text format.

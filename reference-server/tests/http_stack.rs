@@ -109,7 +109,9 @@ async fn every_answer_carries_the_security_headers_and_router_errors_are_problem
     }
     let missing = send(
         &server.state,
-        Request::get("/no/such/route").body(Body::empty()).unwrap(),
+        Request::delete("/no/such/route")
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
@@ -201,6 +203,59 @@ async fn metrics_count_requests_by_route_template_and_status() {
     assert!(
         text.contains("http_request_duration_seconds_bucket"),
         "durations are histograms with buckets"
+    );
+}
+
+/// The value of the `http_requests_total` series with these labels (0 when there is none yet).
+fn requests_total(text: &str, method: &str, route: &str, status: u16) -> u64 {
+    text.lines()
+        .find(|l| {
+            l.starts_with("http_requests_total")
+                && l.contains(&format!(r#"method="{method}""#))
+                && l.contains(&format!(r#"route="{route}""#))
+                && l.contains(&format!(r#"status="{status}""#))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn answers_given_before_or_without_a_route_are_counted_too() {
+    let server =
+        test_support::require!(server(Backend::Sqlite, &[("MAX_BODY_SIZE", "1KiB")]).await);
+    // The recorder is the process's, shared with the tests running beside this one: read the counters
+    // before and after, with methods no other test sends these answers for.
+    let before = metrics_text(&server.state).await;
+    let not_found = send(
+        &server.state,
+        Request::delete("/no/such/route")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+    let big = "a".repeat(4096);
+    let too_large = send(
+        &server.state,
+        Request::put("/api/v1/auth/login")
+            .header("content-type", "application/json")
+            .header("content-length", big.len())
+            .body(Body::from(big))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let after = metrics_text(&server.state).await;
+    for (method, status) in [("DELETE", 404), ("PUT", 413)] {
+        assert_eq!(
+            requests_total(&after, method, "unmatched", status),
+            requests_total(&before, method, "unmatched", status) + 1,
+            "one {status} counted under route=\"unmatched\":\n{after}"
+        );
+    }
+    assert!(
+        !after.contains("/no/such/route"),
+        "raw paths never become labels"
     );
 }
 
