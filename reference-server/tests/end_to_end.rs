@@ -79,7 +79,7 @@ async fn journey(backend: Backend) {
 
     let accounts = ok(&server, "GET", "/api/v1/accounts", t, None).await;
     let id_of = |code: &str| {
-        accounts
+        accounts["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -180,7 +180,7 @@ async fn journey(backend: Backend) {
     let run = ok(&server, "POST", "/api/v1/integrity/runs", t, None).await;
     assert_eq!(run["status"], "deviations", "{run}");
     let events = ok(&server, "GET", "/api/v1/integrity/events", t, None).await;
-    assert_eq!(events[0]["record_id"], id.as_str());
+    assert_eq!(events["items"][0]["record_id"], id.as_str());
 
     // An edited audit row, then (on a fresh look) a deleted newest row.
     sql(

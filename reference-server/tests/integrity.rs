@@ -40,7 +40,7 @@ async fn open_records(server: &TestServer, token: &str) -> Vec<(String, Vec<Stri
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{events}");
-    let mut found: Vec<(String, Vec<String>)> = events
+    let mut found: Vec<(String, Vec<String>)> = events["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -184,7 +184,42 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(runs.as_array().unwrap().len(), 4);
+    assert_eq!(runs["items"].as_array().unwrap().len(), 4);
+    assert_eq!(runs["next_cursor"], Value::Null);
+
+    // Pages of three, newest first: the second holds the oldest run and says there is no more.
+    let (_, first) = call(
+        &server.state,
+        "GET",
+        "/api/v1/integrity/runs?limit=3",
+        Some(token),
+        None,
+    )
+    .await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = call(
+        &server.state,
+        "GET",
+        &format!("/api/v1/integrity/runs?limit=3&cursor={cursor}"),
+        Some(token),
+        None,
+    )
+    .await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all: Vec<String> = ids(&first).into_iter().chain(ids(&second)).collect();
+    assert_eq!(all, ids(&runs), "the pages are the whole list, in order");
+    assert_eq!(second["next_cursor"], Value::Null);
+    assert_eq!(
+        all[3], clean["id"],
+        "newest first: the first run comes last"
+    );
 }
 
 async fn count(server: &TestServer, sql: &'static str) -> i64 {
@@ -204,7 +239,7 @@ async fn open_ids(server: &TestServer, token: &str, kind: &str) -> Vec<String> {
         None,
     )
     .await;
-    let mut ids: Vec<String> = events
+    let mut ids: Vec<String> = events["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -210,7 +210,7 @@ async fn tenant(
     }
     let (_, chart) = call(s, "GET", "/api/v1/accounts", Some(&owner_token), None).await;
     let code = |c: &str| {
-        chart
+        chart["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -93,7 +93,7 @@ async fn two_instances_share_the_login_limit_and_dashboard_invalidations() {
     // A write on A.
     let (_, accounts) = http(a.addr, "GET", "/api/v1/accounts", Some(&token), None).await;
     let id = |code: &str| {
-        accounts
+        accounts["items"]
             .as_array()
             .unwrap()
             .iter()

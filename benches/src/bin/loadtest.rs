@@ -420,7 +420,7 @@ async fn seed_org(plan: Arc<Plan>, org: u32) -> Result<Org, Failure> {
         .send(Method::GET, "/api/v1/accounts", Some(&token), None)
         .await?
         .json("list accounts", StatusCode::OK)?;
-    let existing = chart.as_array().map_or(0, Vec::len);
+    let existing = chart["items"].as_array().map_or(0, Vec::len);
     let kinds = ["asset", "liability", "equity", "income", "expense"];
     for n in u32::try_from(existing).unwrap_or(u32::MAX)..plan.accounts {
         let (plan, token) = (Arc::clone(&plan), Arc::clone(&token));

@@ -638,7 +638,8 @@ pub async fn open_events(db: &Db) -> Result<i64, sqlx::Error> {
 /// Who may read and start integrity runs.
 pub const AUDITORS: &[Role] = &[Role::Owner, Role::Admin, Role::Accountant];
 
-/// The caller's organization's latest runs, newest first.
+/// One page of the caller's organization's runs, newest first: those started before the run `before`
+/// (UUIDv7 ids sort by creation).
 ///
 /// # Errors
 ///
@@ -646,14 +647,16 @@ pub const AUDITORS: &[Role] = &[Role::Owner, Role::Admin, Role::Accountant];
 pub async fn runs(
     state: &AppState,
     principal: &Principal,
+    before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<RunView>, AppError> {
     Ok(with_pool!(state.db(), |pool| {
         sqlx::query_as(
         "SELECT id, organization_id, started_at, finished_at, status, summary, deviations FROM integrity_runs \
-         WHERE organization_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+         WHERE organization_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
     )
     .bind(principal.organization_id)
+    .bind(before.unwrap_or(Uuid::max()))
     .bind(limit)
     .fetch_all(pool)
     .await
@@ -679,7 +682,8 @@ pub struct EventView {
     pub closed_at: Option<OffsetDateTime>,
 }
 
-/// The caller's organization's open integrity events.
+/// One page of the caller's organization's open integrity events, oldest first: those opened after the
+/// event `after` (UUIDv7 ids sort by creation).
 ///
 /// # Errors
 ///
@@ -687,13 +691,17 @@ pub struct EventView {
 pub async fn open_events_of(
     state: &AppState,
     principal: &Principal,
+    after: Option<Uuid>,
+    limit: i64,
 ) -> Result<Vec<EventView>, AppError> {
     Ok(with_pool!(state.db(), |pool| {
         sqlx::query_as(
         "SELECT id, run_id, record_kind, record_id, violations, opened_at, closed_at FROM integrity_events \
-         WHERE organization_id = $1 AND closed_at IS NULL ORDER BY opened_at, id"
+         WHERE organization_id = $1 AND closed_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
     )
     .bind(principal.organization_id)
+    .bind(after.unwrap_or(Uuid::nil()))
+    .bind(limit)
     .fetch_all(pool)
     .await
     })?)

@@ -229,7 +229,7 @@ pub async fn create_account(
     }
 }
 
-/// The caller's chart of accounts, by code.
+/// One page of the caller's chart of accounts, by code: those after the code `after`.
 ///
 /// # Errors
 ///
@@ -237,13 +237,27 @@ pub async fn create_account(
 pub async fn accounts(
     state: &AppState,
     principal: &Principal,
+    after: Option<&str>,
+    limit: i64,
 ) -> Result<Vec<AccountView>, AppError> {
-    let sql = "SELECT id, code, name, kind, currency, no_negative FROM accounts WHERE organization_id = $1 ORDER BY code";
+    // Codes compare bytewise on both backends ("C" collation on PostgreSQL), as the cursor expects.
+    let sql = match state.db() {
+        crate::db::Db::Sqlite(_) => {
+            "SELECT id, code, name, kind, currency, no_negative FROM accounts \
+             WHERE organization_id = $1 AND code > $2 ORDER BY code LIMIT $3"
+        }
+        crate::db::Db::Postgres(_) => {
+            "SELECT id, code, name, kind, currency, no_negative FROM accounts \
+             WHERE organization_id = $1 AND code COLLATE \"C\" > $2 ORDER BY code COLLATE \"C\" LIMIT $3"
+        }
+    };
     Ok(with_pool!(state.db(), |pool| sqlx::query_as::<
         _,
         AccountView,
     >(sql)
     .bind(principal.organization_id)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
     .fetch_all(pool)
     .await)?)
 }

@@ -1,7 +1,7 @@
 //! `/api/v1/integrity/*`: the integrity audit's runs and the deviations still open, and a way to run it now.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -12,6 +12,10 @@ use crate::auth::{MANAGERS, Principal};
 use crate::domain::integrity::{self, AUDITORS, EventView, RunView};
 use crate::error::AppError;
 use crate::openapi::Problems;
+use crate::routes::Page;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -19,15 +23,28 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(open_events))
 }
 
-/// The latest integrity audit runs, newest first.
+/// One page of integrity audit runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct RunPage {
+    items: Vec<RunView>,
+    next_cursor: Option<String>,
+}
+
+/// The integrity audit runs, newest first.
 #[utoipa::path(get, path = "/api/v1/integrity/runs", tag = "tenant", security(("bearer" = [])),
-    responses((status = 200, body = Vec<RunView>), Problems),
+    params(("cursor" = Option<String>, Query, description = "Where the previous page ended (`next_cursor`)"),
+        ("limit" = Option<String>, Query, description = "Page size, 1 to 200 (default 50)")),
+    responses((status = 200, body = RunPage), Problems),
     extensions(("x-roles" = json!(AUDITORS))))]
 async fn runs(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<RunView>>, AppError> {
-    integrity::runs(&state, &principal, 50).await.map(Json)
+    Query(page): Query<Page>,
+) -> Result<Json<RunPage>, AppError> {
+    let (before, limit) = page.parse(|c| Uuid::parse_str(c).ok())?;
+    let items = integrity::runs(&state, &principal, before, limit).await?;
+    let next_cursor = Page::next(&items, limit, |r| r.id.to_string());
+    Ok(Json(RunPage { items, next_cursor }))
 }
 
 /// Audits every invoice and journal of the organization now.
@@ -44,15 +61,26 @@ async fn run_now(
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }
 
-/// Deviations still open.
+/// One page of open integrity events, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct EventPage {
+    items: Vec<EventView>,
+    next_cursor: Option<String>,
+}
+
+/// Deviations still open, oldest first.
 #[utoipa::path(get, path = "/api/v1/integrity/events", tag = "tenant", security(("bearer" = [])),
-    responses((status = 200, body = Vec<EventView>), Problems),
+    params(("cursor" = Option<String>, Query, description = "Where the previous page ended (`next_cursor`)"),
+        ("limit" = Option<String>, Query, description = "Page size, 1 to 200 (default 50)")),
+    responses((status = 200, body = EventPage), Problems),
     extensions(("x-roles" = json!(AUDITORS))))]
 async fn open_events(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<EventView>>, AppError> {
-    integrity::open_events_of(&state, &principal)
-        .await
-        .map(Json)
+    Query(page): Query<Page>,
+) -> Result<Json<EventPage>, AppError> {
+    let (after, limit) = page.parse(|c| Uuid::parse_str(c).ok())?;
+    let items = integrity::open_events_of(&state, &principal, after, limit).await?;
+    let next_cursor = Page::next(&items, limit, |e| e.id.to_string());
+    Ok(Json(EventPage { items, next_cursor }))
 }

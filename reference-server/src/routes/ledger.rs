@@ -1,7 +1,7 @@
 //! `/api/v1/accounts`, `/api/v1/journal-entries`, `/api/v1/trial-balance`: the ledger.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use fin_invariants::Validated;
@@ -15,6 +15,9 @@ use crate::auth::{EVERYONE, Principal};
 use crate::domain::ledger::{self, BOOKKEEPERS, NewAccount, NewEntry};
 use crate::error::{AppError, JsonBody};
 use crate::openapi::Problems;
+use crate::routes::Page;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,15 +33,37 @@ pub(crate) fn path_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id).map_err(|_| AppError::NotFound)
 }
 
-/// The chart of accounts.
+/// One page of the chart of accounts, by code.
+#[derive(Debug, Serialize, ToSchema)]
+struct AccountPage {
+    items: Vec<ledger::AccountView>,
+    next_cursor: Option<String>,
+}
+
+/// The chart of accounts, by code.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "tenant", security(("bearer" = [])),
-    responses((status = 200, body = Vec<ledger::AccountView>), Problems),
+    params(("cursor" = Option<String>, Query, description = "Where the previous page ended (`next_cursor`)"),
+        ("limit" = Option<String>, Query, description = "Page size, 1 to 200 (default 50)")),
+    responses((status = 200, body = AccountPage), Problems),
     extensions(("x-roles" = json!(EVERYONE))))]
 async fn accounts(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<ledger::AccountView>>, AppError> {
-    ledger::accounts(&state, &principal).await.map(Json)
+    Query(page): Query<Page>,
+) -> Result<Json<AccountPage>, AppError> {
+    // The cursor is the last code, hex-encoded: opaque, and safe in a query string whatever the code holds.
+    let (after, limit) = page.parse(|c| {
+        let bytes = (0..c.len())
+            .step_by(2)
+            .map(|i| c.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()?;
+        String::from_utf8(bytes).ok()
+    })?;
+    let items = ledger::accounts(&state, &principal, after.as_deref(), limit).await?;
+    let next_cursor = Page::next(&items, limit, |a| {
+        a.code.bytes().map(|b| format!("{b:02x}")).collect()
+    });
+    Ok(Json(AccountPage { items, next_cursor }))
 }
 
 /// Adds an account to the chart.
