@@ -54,6 +54,7 @@ for label in cache no-cache; do
         BIND_ADDR="127.0.0.1:$PORT" RATE_LIMIT_POLICY="$root/benches/loadtest/policy.toml" \
         QUERY_CACHE_DISABLED=$cache_disabled \
         JWT_SECRET="$(openssl rand -hex 32)" AUDIT_CHAIN_KEY="$(openssl rand -hex 32)" \
+        TOTP_ENCRYPTION_KEY="$(openssl rand -hex 32)" \
         "$server" >"$log" 2>&1 &
     server_pid=$!
     echo "[$label] server $server_pid on 127.0.0.1:$PORT, database $database, log $log"

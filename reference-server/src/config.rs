@@ -145,6 +145,10 @@ pub struct Config {
     pub audit_chain_key: Secret,
     /// Whether `audit_chain_key` was generated at start.
     pub audit_chain_key_generated: bool,
+    /// `TOTP_ENCRYPTION_KEY`: seals the TOTP secrets at rest; generated in development when missing.
+    pub totp_encryption_key: Secret,
+    /// Whether `totp_encryption_key` was generated at start.
+    pub totp_encryption_key_generated: bool,
     /// `HEALTH_STATUS_TOKEN`.
     pub health_status_token: Option<Secret>,
     /// `INTEGRITY_AUDIT_INTERVAL`.
@@ -265,6 +269,24 @@ impl Reader<'_> {
         self.raw(name).map(|v| Secret(v.as_bytes().to_vec()))
     }
 
+    /// A key of at least 32 bytes: required in production, generated for this process elsewhere (the second
+    /// value says so, for a warning).
+    fn key(&mut self, name: &'static str, environment: Environment) -> (Secret, bool) {
+        match self.secret(name) {
+            Some(key) => {
+                if key.0.len() < 32 {
+                    self.fail(name, "must be at least 32 bytes");
+                }
+                (key, false)
+            }
+            None if environment == Environment::Production => {
+                self.fail(name, "is required when ENVIRONMENT=production");
+                (Secret(Vec::new()), false)
+            }
+            None => (Secret::generate(32), true),
+        }
+    }
+
     fn list(&self, name: &str) -> Vec<String> {
         self.raw(name)
             .map(|v| {
@@ -381,19 +403,9 @@ impl Config {
         let access_token_ttl = r.duration("ACCESS_TOKEN_TTL", Duration::from_secs(15 * 60));
         let session_idle_timeout = r.duration("SESSION_IDLE_TIMEOUT", Duration::from_secs(30 * 60));
         let one_session_per_user = r.flag("ONE_SESSION_PER_USER", false);
-        let (audit_chain_key, audit_chain_key_generated) = match r.secret("AUDIT_CHAIN_KEY") {
-            Some(key) => {
-                if key.0.len() < 32 {
-                    r.fail("AUDIT_CHAIN_KEY", "must be at least 32 bytes");
-                }
-                (key, false)
-            }
-            None if environment == Environment::Production => {
-                r.fail("AUDIT_CHAIN_KEY", "is required when ENVIRONMENT=production");
-                (Secret(Vec::new()), false)
-            }
-            None => (Secret::generate(32), true),
-        };
+        let (audit_chain_key, audit_chain_key_generated) = r.key("AUDIT_CHAIN_KEY", environment);
+        let (totp_encryption_key, totp_encryption_key_generated) =
+            r.key("TOTP_ENCRYPTION_KEY", environment);
         let health_status_token = r.secret("HEALTH_STATUS_TOKEN");
         let integrity_audit_interval =
             r.duration("INTEGRITY_AUDIT_INTERVAL", Duration::from_secs(24 * 3600));
@@ -483,6 +495,8 @@ impl Config {
             one_session_per_user,
             audit_chain_key,
             audit_chain_key_generated,
+            totp_encryption_key,
+            totp_encryption_key_generated,
             health_status_token,
             integrity_audit_interval,
             retention_years,
@@ -637,7 +651,10 @@ mod tests {
     fn production_without_secrets_names_each_missing_variable() {
         let errors = Config::from_vars(&vars(&[("ENVIRONMENT", "production")])).unwrap_err();
         let named: Vec<_> = errors.0.iter().map(|e| e.variable).collect();
-        assert_eq!(named, ["JWT_SECRET", "AUDIT_CHAIN_KEY"]);
+        assert_eq!(
+            named,
+            ["JWT_SECRET", "AUDIT_CHAIN_KEY", "TOTP_ENCRYPTION_KEY"]
+        );
     }
 
     #[test]

@@ -358,6 +358,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             "AUDIT_CHAIN_KEY is not set: using a key generated for this process; set it to verify the audit chain later"
         );
     }
+    if config.totp_encryption_key_generated {
+        tracing::warn!(
+            "TOTP_ENCRYPTION_KEY is not set: using a key generated for this process; second factors enrolled now stop working with it"
+        );
+    }
     // Built once, here, so a bad policy file or Redis URL stops start-up.
     let limits = if config.rate_limit_disabled {
         None

@@ -44,10 +44,11 @@ fn assert_refused_naming(output: &Output, variable: &str) {
 
 #[test]
 fn production_without_jwt_secret_refuses_to_start_with_one_line() {
-    let audit_key = "k".repeat(32);
+    let key = "k".repeat(32);
     let output = run_to_end(&[
         ("ENVIRONMENT", "production"),
-        ("AUDIT_CHAIN_KEY", &audit_key),
+        ("AUDIT_CHAIN_KEY", &key),
+        ("TOTP_ENCRYPTION_KEY", &key),
     ]);
     assert_refused_naming(&output, "JWT_SECRET");
 }

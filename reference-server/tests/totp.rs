@@ -41,6 +41,20 @@ async fn enrol(s: &reference_server::AppState, token: &str) -> String {
             .starts_with("otpauth://totp/")
     );
     let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    // The database holds the secret sealed (TOTP_ENCRYPTION_KEY), never as the user saw it.
+    let stored: Vec<Option<String>> = reference_server::with_pool!(s.db(), |pool| {
+        sqlx::query_scalar("SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL")
+            .fetch_all(pool)
+            .await
+    })
+    .unwrap();
+    assert!(!stored.is_empty());
+    for stored in stored.iter().flatten() {
+        assert!(
+            stored.starts_with("v1:") && !stored.contains(&secret),
+            "{stored}"
+        );
+    }
     // A wrong code does not confirm it.
     let (status, _) = call(
         s,

@@ -74,6 +74,10 @@ async fn two_instances_share_the_login_limit_and_dashboard_invalidations() {
             "AUDIT_CHAIN_KEY",
             "an-audit-chain-key-of-at-least-32-bytes!".to_owned(),
         ),
+        (
+            "TOTP_ENCRYPTION_KEY",
+            "a-totp-sealing-key-of-at-least-32-bytes!".to_owned(),
+        ),
     ];
     let a = start(dir.path(), &vars).await;
     let b = start(dir.path(), &vars).await;

@@ -445,8 +445,9 @@ async fn second_factor(
         .totp_secret
         .as_deref()
         .zip(totp_given)
-        .and_then(|(secret, code)| {
-            super::totp::accepts(secret, code, state.clock().unix(), account.totp_last_step)
+        .and_then(|(stored, code)| {
+            let secret = super::totp::opened(state, account.id, stored)?;
+            super::totp::accepts(&secret, code, state.clock().unix(), account.totp_last_step)
         })
         .ok_or(AppError::Unauthorized)?;
     if super::totp::consume(state, account.id, step).await? {

@@ -18,6 +18,81 @@ use crate::with_pool;
 /// The issuer shown in authenticator apps.
 const ISSUER: &str = "reference-server";
 
+/// How a sealed secret starts: the format's version.
+const SEALED: &str = "v1:";
+
+/// The AES-256-GCM cipher of `TOTP_ENCRYPTION_KEY`: its own key, derived for this one purpose.
+fn cipher(key: &[u8]) -> aes_gcm::Aes256Gcm {
+    use aes_gcm::aead::KeyInit as _;
+    use sha2::Digest as _;
+    let key: [u8; 32] = sha2::Sha256::new()
+        .chain_update(b"reference-server/totp-secret/v1")
+        .chain_update(key)
+        .finalize()
+        .into();
+    aes_gcm::Aes256Gcm::new(&key.into())
+}
+
+/// The secret as stored: `v1:` and the hex of a random 96-bit nonce and the AES-256-GCM ciphertext, with the
+/// user's id as associated data, so a sealed secret copied to another user's row does not open.
+fn seal(key: &[u8], user: Uuid, secret: &str) -> Result<String, AppError> {
+    use aes_gcm::aead::{Aead as _, Generate as _, Payload};
+    let nonce = aes_gcm::Nonce::generate();
+    let sealed = cipher(key)
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: secret.as_bytes(),
+                aad: user.as_bytes(),
+            },
+        )
+        .map_err(|_| AppError::Internal("TOTP secret could not be sealed".to_owned()))?;
+    let mut out = String::with_capacity(SEALED.len() + 2 * (nonce.len() + sealed.len()));
+    out.push_str(SEALED);
+    for b in nonce.iter().chain(&sealed) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    Ok(out)
+}
+
+/// The secret of a stored value: opened when sealed, as it is when stored before sealing existed (base32).
+/// `None` when it does not open: another key, another user's row, or changed bytes.
+fn open(key: &[u8], user: Uuid, stored: &str) -> Option<String> {
+    use aes_gcm::aead::{Aead as _, Payload};
+    let Some(hex) = stored.strip_prefix(SEALED) else {
+        return Some(stored.to_owned());
+    };
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    let (nonce, sealed) = bytes.split_at_checked(12)?;
+    let nonce = aes_gcm::Nonce::try_from(nonce).ok()?;
+    let secret = cipher(key)
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: sealed,
+                aad: user.as_bytes(),
+            },
+        )
+        .ok()?;
+    String::from_utf8(secret).ok()
+}
+
+/// The secret of `user`'s stored value, for checking a code; a value that does not open is logged (the key
+/// changed, or the row was tampered with) and checks no code.
+pub(crate) fn opened(state: &AppState, user: Uuid, stored: &str) -> Option<String> {
+    let secret = open(state.config().totp_encryption_key.expose(), user, stored);
+    if secret.is_none() {
+        tracing::error!(user_id = %user, "a TOTP secret does not open with TOTP_ENCRYPTION_KEY");
+    }
+    secret
+}
+
 /// What enrolment gives the user, once: the secret and the URL an authenticator app reads (a QR code of it).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Enrolment {
@@ -96,10 +171,15 @@ pub async fn begin(state: &AppState, principal: &Principal) -> Result<Enrolment,
     let url = totp(&secret, &email)?
         .to_url()
         .map_err(|e| AppError::Internal(format!("TOTP URL: {e}")))?;
+    let sealed = seal(
+        state.config().totp_encryption_key.expose(),
+        principal.user_id,
+        &secret,
+    )?;
     with_pool!(state.db(), |pool| sqlx::query(
         "UPDATE users SET totp_secret = $1, totp_enabled = FALSE, totp_last_step = 0 WHERE id = $2"
     )
-    .bind(&secret)
+    .bind(&sealed)
     .bind(principal.user_id)
     .execute(pool)
     .await
@@ -123,9 +203,11 @@ pub async fn confirm(state: &AppState, principal: &Principal, code: &str) -> Res
     .bind(principal.organization_id)
     .fetch_optional(pool)
     .await)?;
-    let (Some(secret), last_step) = secret.ok_or(AppError::NotFound)? else {
+    let (Some(stored), last_step) = secret.ok_or(AppError::NotFound)? else {
         return Err(AppError::Conflict("no enrolment begun"));
     };
+    let secret = opened(state, principal.user_id, &stored)
+        .ok_or_else(|| AppError::Internal("TOTP secret does not open".to_owned()))?;
     let wrong = || {
         AppError::Validation(vec![crate::error::FieldError::new(
             "TOTP-CODE",
@@ -218,4 +300,58 @@ pub async fn require(
     };
     audited(state, principal, sql, principal.organization_id, &event).await?;
     Ok(requirement.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"a key of thirty-two bytes or more, for tests";
+    const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_user_under_its_key() {
+        let (olive, sam) = (Uuid::now_v7(), Uuid::now_v7());
+        let sealed = seal(KEY, olive, SECRET).unwrap();
+        assert!(sealed.starts_with(SEALED), "{sealed}");
+        assert!(
+            !sealed.contains(SECRET),
+            "the secret is not readable in the row"
+        );
+        assert_eq!(open(KEY, olive, &sealed).as_deref(), Some(SECRET));
+        assert_ne!(
+            seal(KEY, olive, SECRET).unwrap(),
+            sealed,
+            "a fresh nonce each time"
+        );
+        assert_eq!(
+            open(KEY, sam, &sealed),
+            None,
+            "copied to another user's row"
+        );
+        assert_eq!(
+            open(b"another key of thirty-two bytes, or more", olive, &sealed),
+            None
+        );
+        // Any changed byte, a cut value, or bytes that are not hex: nothing opens, nothing panics.
+        let mut changed = sealed.clone().into_bytes();
+        let last = changed.len() - 1;
+        changed[last] = if changed[last] == b'0' { b'1' } else { b'0' };
+        let changed = String::from_utf8(changed).unwrap();
+        for bad in [
+            changed.as_str(),
+            &sealed[..sealed.len() - 2],
+            &sealed[..SEALED.len() + 20],
+            "v1:",
+            "v1:zz",
+            "v1:é",
+        ] {
+            assert_eq!(open(KEY, olive, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_secret_stored_before_sealing_still_opens() {
+        assert_eq!(open(KEY, Uuid::now_v7(), SECRET).as_deref(), Some(SECRET));
+    }
 }
