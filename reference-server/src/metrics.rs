@@ -40,12 +40,13 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
 struct RouteSlot(Arc<OnceLock<String>>);
 
 /// Outermost but for the request id: one count and one duration per request, every answer included (the
-/// body limit's 413, the timeout's 503, the router's 404, authentication's 401), labelled by the route
-/// template that [`route`] found (never the raw path, which would mint a series per id), or `unmatched`
-/// when the request was answered before or without a route.
+/// body limit's 413, the timeout's 503, the router's 404 and 405), labelled by the route template that
+/// [`route`] found (never the raw path, which would mint a series per id), or `unmatched` when the request
+/// was answered before or without a route, and by the method among the standard ones, else `other` (a
+/// client inventing methods must not mint series either).
 pub(crate) async fn track(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let slot = RouteSlot::default();
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
@@ -59,6 +60,22 @@ pub(crate) async fn track(mut request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label: one of the nine standard methods, or `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Route middleware: tells [`track`] the matched route's template.

@@ -393,6 +393,38 @@ async fn the_scheduled_audit_runs_once_per_period_across_instances(backend: Back
         4
     );
 
+    // Each organization is due on its own: a new one is audited at once, and one tenant's manual run
+    // puts off only its own scheduled audit.
+    let initech = support::owner(&server, "Initech", "o@initech.example").await;
+    let (status, manual) = call(
+        &server.state,
+        "POST",
+        "/api/v1/integrity/runs",
+        Some(&initech),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{manual}");
+    assert!(matches!(
+        run_scheduled(&server.state, HOUR).await.unwrap(),
+        Scheduled::RanRecently
+    ));
+    support::owner(&server, "Globex Two", "o@globex2.example").await;
+    match run_scheduled(&other.state, HOUR).await.unwrap() {
+        Scheduled::Ran(runs) => {
+            assert_eq!(runs.len(), 1, "only the organization never audited");
+            assert_ne!(
+                runs[0].organization_id.to_string(),
+                manual["organization_id"]
+            );
+        }
+        outcome => panic!("{outcome:?}"),
+    }
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM integrity_runs").await,
+        6
+    );
+
     if let reference_server::db::Db::Postgres(pool) = other.state.db() {
         // While another session holds the lock, the audit is left to it, whatever the period says.
         let mut held = pool.begin().await.unwrap();

@@ -111,6 +111,36 @@ async fn second_factor(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _) = login(s, "olive@acme.example", Some(&next)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a code is accepted once");
+    // A secret stored before sealing existed still signs in, and is sealed from then on.
+    let sealed_before: String = reference_server::with_pool!(s.db(), |pool| {
+        sqlx::query_scalar("SELECT totp_secret FROM users WHERE email = 'olive@acme.example'")
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap();
+    reference_server::with_pool!(s.db(), |pool| {
+        sqlx::query("UPDATE users SET totp_secret = $1 WHERE email = 'olive@acme.example'")
+            .bind(&secret)
+            .execute(pool)
+            .await
+            .map(drop)
+    })
+    .unwrap();
+    s.clock().advance(std::time::Duration::from_secs(60));
+    let later = code(&secret, s.clock().unix());
+    let (status, body) = login(s, "olive@acme.example", Some(&later)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sealed_after: String = reference_server::with_pool!(s.db(), |pool| {
+        sqlx::query_scalar("SELECT totp_secret FROM users WHERE email = 'olive@acme.example'")
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap();
+    assert!(sealed_after.starts_with("v1:") && !sealed_after.contains(&secret));
+    assert_ne!(
+        sealed_after, sealed_before,
+        "sealed again, with a fresh nonce"
+    );
     // Enrolling again is a conflict, not a silent reset of the second factor.
     let (status, _) = call(s, "POST", "/api/v1/users/me/totp", Some(&owner_token), None).await;
     assert_eq!(status, StatusCode::CONFLICT);

@@ -441,17 +441,19 @@ async fn second_factor(
     if !account.totp_enabled {
         return Ok(());
     }
-    let step = account
+    let (stored, secret, step) = account
         .totp_secret
         .as_deref()
         .zip(totp_given)
         .and_then(|(stored, code)| {
             let secret = super::totp::opened(state, account.id, stored)?;
-            super::totp::accepts(&secret, code, state.clock().unix(), account.totp_last_step)
+            let step =
+                super::totp::accepts(&secret, code, state.clock().unix(), account.totp_last_step)?;
+            Some((stored, secret, step))
         })
         .ok_or(AppError::Unauthorized)?;
     if super::totp::consume(state, account.id, step).await? {
-        Ok(())
+        super::totp::seal_if_plain(state, account.id, stored, &secret).await
     } else {
         Err(AppError::Unauthorized)
     }

@@ -536,11 +536,12 @@ pub async fn run_for(state: &AppState, org: Uuid) -> Result<RunView, IntegrityEr
 /// What the scheduled audit did on this instance.
 #[derive(Debug)]
 pub enum Scheduled {
-    /// It audited every organization.
+    /// It audited every organization that was due.
     Ran(Vec<RunView>),
     /// Another instance holds the audit right now.
     Busy,
-    /// A run started less than nine tenths of a period ago (on any instance, or by hand).
+    /// No organization was due: each has a run started less than nine tenths of a period ago (on any
+    /// instance, or by hand).
     RanRecently,
 }
 
@@ -551,9 +552,10 @@ pub const AUDIT_LOCK: i64 = 0x7265_6673_696e_7467;
 /// The periodic audit of every organization, once per `period` across all instances sharing the database.
 ///
 /// On PostgreSQL the instance that takes an advisory lock ([`AUDIT_LOCK`]) on a connection of its own runs
-/// it; the others answer [`Scheduled::Busy`]. On either backend a run that any instance started less than
-/// `period * 9 / 10` ago makes this one [`Scheduled::RanRecently`], so instances started at different times
-/// do not each audit once per period.
+/// it; the others answer [`Scheduled::Busy`]. On either backend an organization with a run started less than
+/// `period * 9 / 10` ago (by any instance, or by hand) is skipped, so instances started at different times do
+/// not each audit it once per period, and one tenant's manual runs put off no other tenant's audit. SQLite
+/// has no such lock: a SQLite database is one instance's.
 ///
 /// # Errors
 ///
@@ -575,33 +577,47 @@ pub async fn run_scheduled(
                 .fetch_one(&mut conn)
                 .await?;
             if !held {
-                conn.close().await?;
+                // Closing only ends the session early; dropped, it ends all the same.
+                let _ = conn.close().await;
                 return Ok(Scheduled::Busy);
             }
             Some(conn)
         }
         Db::Sqlite(_) => None,
     };
-    let outcome = unless_recent(state, period).await;
+    let outcome = due_ones(state, period).await;
     if let Some(conn) = lock {
-        conn.close().await?;
+        let _ = conn.close().await;
     }
     outcome
 }
 
-async fn unless_recent(
+/// Audits each organization without a run started within nine tenths of `period`.
+async fn due_ones(
     state: &AppState,
     period: std::time::Duration,
 ) -> Result<Scheduled, IntegrityError> {
-    let last: Option<OffsetDateTime> = with_pool!(state.db(), |pool| sqlx::query_scalar(
-        "SELECT MAX(started_at) FROM integrity_runs"
-    )
-    .fetch_one(pool)
-    .await)?;
-    if last.is_some_and(|last| state.clock().now() - last < period.mul_f64(0.9)) {
-        return Ok(Scheduled::RanRecently);
+    let now = state.clock().now();
+    let lasts: Vec<(Uuid, Option<OffsetDateTime>)> = with_pool!(state.db(), |pool| {
+        sqlx::query_as(
+            "SELECT o.id, (SELECT MAX(r.started_at) FROM integrity_runs r WHERE r.organization_id = o.id) \
+             FROM organizations o ORDER BY o.id",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    let recent = period.mul_f64(0.9);
+    let mut runs = Vec::new();
+    for (org, last) in lasts {
+        if last.is_none_or(|last| now - last >= recent) {
+            runs.push(run_for(state, org).await?);
+        }
     }
-    Ok(Scheduled::Ran(run_all(state).await?))
+    Ok(if runs.is_empty() {
+        Scheduled::RanRecently
+    } else {
+        Scheduled::Ran(runs)
+    })
 }
 
 /// Audits every organization, one after another.
