@@ -23,8 +23,9 @@ use crate::service::RateLimit;
 
 /// Applies [`Policies`] to every request: its tier's limits and its category's, charged together or not at all.
 ///
-/// Admitted requests reach the inner service and get `RateLimit-Policy` and `RateLimit` fields; refused ones are
-/// answered `429` with `Retry-After`, both fields and an `application/problem+json` body, and never reach it.
+/// Admitted requests reach the inner service and get `RateLimit-Policy` and `RateLimit` fields (merged with the
+/// fields of limits the inner service applied itself, see `headers::fields`); refused ones are answered `429`
+/// with `Retry-After`, both fields and an `application/problem+json` body, and never reach it.
 /// Clones of the layer and of its services share one limiter and one set of counters.
 pub struct RateLimitLayer<T = DefaultTierClassifier, C = DefaultCategoryClassifier> {
     pub(crate) shared: Arc<Shared<T, C>>,
@@ -331,20 +332,27 @@ impl<T: ClassifyTier, C: ClassifyCategory> Shared<T, C> {
     }
 }
 
-/// Adds the rate-limit fields to an admitted response, unless the service behind set its own: a handler that
-/// refuses with a limit of its own (a per-account sign-in limit, `headers::fields`) describes that limit,
-/// and the layer's admitted quota would contradict its 429.
+/// Adds the rate-limit fields to an admitted response, merged with any the service behind set for limits of
+/// its own (a handler's per-account sign-in limit, `headers::fields`): `RateLimit-Policy` lists the inner
+/// policies, then the layer's; `RateLimit` stays the inner one when there is one, since the inner service
+/// answered with that limit in mind (its 429 names the limit that refused it).
 pub(crate) fn add_headers<B>(
     response: &mut Response<B>,
     headers: Option<(HeaderValue, HeaderValue)>,
 ) {
     if let Some((policy, rate)) = headers {
         let map = response.headers_mut();
-        if map.contains_key(RATELIMIT) {
-            return;
-        }
+        let policy = match map.get(RATELIMIT_POLICY) {
+            Some(inner) => {
+                HeaderValue::from_bytes(&[inner.as_bytes(), b", ", policy.as_bytes()].concat())
+                    .unwrap_or(policy)
+            }
+            None => policy,
+        };
         map.insert(RATELIMIT_POLICY, policy);
-        map.insert(RATELIMIT, rate);
+        if !map.contains_key(RATELIMIT) {
+            map.insert(RATELIMIT, rate);
+        }
     }
 }
 

@@ -124,9 +124,10 @@ async fn admitted_responses_carry_both_fields_in_draft_11_syntax() {
 }
 
 #[tokio::test]
-async fn fields_a_handler_set_for_its_own_limit_are_kept() {
+async fn fields_a_handler_set_for_its_own_limit_are_merged_with_the_layers() {
     // A handler that refuses with a limit of its own (per account, say) describes that limit; the layer
-    // admitted the request and must not overwrite the handler's 429 with its own remaining quota.
+    // admitted the request: its policies join the list, and the handler's `RateLimit` stays, since that
+    // limit is the one that refused.
     let handler = service_fn(|_req: Request<Body>| async {
         let mut resp: Response<Body> = Response::new(Full::from("slow down"));
         *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -147,12 +148,12 @@ async fn fields_a_handler_set_for_its_own_limit_are_kept() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(
-        resp.headers()["ratelimit-policy"],
-        "\"auth_account\";q=5;w=900"
-    );
+    let policy = parse_list(resp.headers(), "ratelimit-policy");
+    let names: Vec<String> = (0..policy.len()).map(|i| name(&policy, i)).collect();
+    assert_eq!(names, ["auth_account", "anonymous_minute", "api_read"]);
     assert_eq!(resp.headers()["ratelimit"], "\"auth_account\";r=0;t=120");
     assert_eq!(resp.headers().get_all("ratelimit").iter().count(), 1);
+    assert_eq!(resp.headers().get_all("ratelimit-policy").iter().count(), 1);
 }
 
 #[tokio::test]
