@@ -287,10 +287,29 @@ pub struct NewEntry {
     pub lines: Vec<NewLine>,
 }
 
-/// Parses `YYYY-MM-DD`.
+/// Parses `YYYY-MM-DD`, years 1 to 9999: ISO 8601's year 0000 (1 BC) and expanded years name no day of the
+/// books, and PostgreSQL would key year 0 to a month of 0001 (`to_char`) where `month_of` writes 0000.
 #[must_use]
 pub fn parse_date(s: &str) -> Option<Date> {
-    Date::parse(s, &time::format_description::well_known::Iso8601::DATE).ok()
+    Date::parse(s, &time::format_description::well_known::Iso8601::DATE)
+        .ok()
+        .filter(|d| (1..=9999).contains(&d.year()))
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_years_1_to_9999() {
+        assert!(parse_date("2026-11-30").is_some());
+        assert!(parse_date("0001-01-01").is_some());
+        assert!(parse_date("9999-12-31").is_some());
+        assert_eq!(parse_date("0000-06-30"), None);
+        assert_eq!(parse_date("+10000-01-01"), None);
+        assert_eq!(parse_date("2026-02-30"), None);
+        assert_eq!(month_of(parse_date("0001-03-04").unwrap()), "0001-03");
+    }
 }
 
 impl NewEntry {
