@@ -149,6 +149,9 @@ pub struct Config {
     pub totp_encryption_key: Secret,
     /// Whether `totp_encryption_key` was generated at start.
     pub totp_encryption_key_generated: bool,
+    /// `TOTP_ENCRYPTION_KEY_PREVIOUS`: the key before a rotation; secrets it sealed still open, and are sealed
+    /// again with the current key on their next use.
+    pub totp_encryption_key_previous: Option<Secret>,
     /// `HEALTH_STATUS_TOKEN`.
     pub health_status_token: Option<Secret>,
     /// `INTEGRITY_AUDIT_INTERVAL`.
@@ -406,6 +409,13 @@ impl Config {
         let (audit_chain_key, audit_chain_key_generated) = r.key("AUDIT_CHAIN_KEY", environment);
         let (totp_encryption_key, totp_encryption_key_generated) =
             r.key("TOTP_ENCRYPTION_KEY", environment);
+        let totp_encryption_key_previous = r.secret("TOTP_ENCRYPTION_KEY_PREVIOUS");
+        if totp_encryption_key_previous
+            .as_ref()
+            .is_some_and(|k| k.0.len() < 32)
+        {
+            r.fail("TOTP_ENCRYPTION_KEY_PREVIOUS", "must be at least 32 bytes");
+        }
         let health_status_token = r.secret("HEALTH_STATUS_TOKEN");
         let integrity_audit_interval =
             r.duration("INTEGRITY_AUDIT_INTERVAL", Duration::from_secs(24 * 3600));
@@ -497,6 +507,7 @@ impl Config {
             audit_chain_key_generated,
             totp_encryption_key,
             totp_encryption_key_generated,
+            totp_encryption_key_previous,
             health_status_token,
             integrity_audit_interval,
             retention_years,
@@ -655,6 +666,20 @@ mod tests {
             named,
             ["JWT_SECRET", "AUDIT_CHAIN_KEY", "TOTP_ENCRYPTION_KEY"]
         );
+    }
+
+    #[test]
+    fn a_short_previous_totp_key_is_refused() {
+        let errors =
+            Config::from_vars(&vars(&[("TOTP_ENCRYPTION_KEY_PREVIOUS", "short")])).unwrap_err();
+        let named: Vec<_> = errors.0.iter().map(|e| e.variable).collect();
+        assert_eq!(named, ["TOTP_ENCRYPTION_KEY_PREVIOUS"]);
+        let ok = Config::from_vars(&vars(&[(
+            "TOTP_ENCRYPTION_KEY_PREVIOUS",
+            "an old key of thirty-two bytes or more",
+        )]))
+        .unwrap();
+        assert!(ok.totp_encryption_key_previous.is_some());
     }
 
     #[test]

@@ -441,19 +441,23 @@ async fn second_factor(
     if !account.totp_enabled {
         return Ok(());
     }
-    let (stored, secret, step) = account
+    let (stored, opened, step) = account
         .totp_secret
         .as_deref()
         .zip(totp_given)
         .and_then(|(stored, code)| {
-            let secret = super::totp::opened(state, account.id, stored)?;
-            let step =
-                super::totp::accepts(&secret, code, state.clock().unix(), account.totp_last_step)?;
-            Some((stored, secret, step))
+            let opened = super::totp::opened(state, account.id, stored)?;
+            let step = super::totp::accepts(
+                &opened.secret,
+                code,
+                state.clock().unix(),
+                account.totp_last_step,
+            )?;
+            Some((stored, opened, step))
         })
         .ok_or(AppError::Unauthorized)?;
     if super::totp::consume(state, account.id, step).await? {
-        super::totp::seal_if_plain(state, account.id, stored, &secret).await
+        super::totp::seal_if_stale(state, account.id, stored, &opened).await
     } else {
         Err(AppError::Unauthorized)
     }

@@ -84,27 +84,46 @@ fn open(key: &[u8], user: Uuid, stored: &str) -> Option<String> {
     String::from_utf8(secret).ok()
 }
 
-/// The secret of `user`'s stored value, for checking a code; a value that does not open is logged (the key
-/// changed, or the row was tampered with) and checks no code.
-pub(crate) fn opened(state: &AppState, user: Uuid, stored: &str) -> Option<String> {
-    let secret = open(state.config().totp_encryption_key.expose(), user, stored);
-    if secret.is_none() {
-        tracing::error!(user_id = %user, "a TOTP secret does not open with TOTP_ENCRYPTION_KEY");
-    }
-    secret
+/// A secret opened from its row, and whether the row should be sealed again with the current key (it was
+/// stored before sealing existed, or sealed with `TOTP_ENCRYPTION_KEY_PREVIOUS`).
+pub(crate) struct Opened {
+    pub(crate) secret: String,
+    stale: bool,
 }
 
-/// Seals a secret stored before sealing existed, once it has just checked a code: from then on the row
-/// holds it sealed. The update applies only while the row still holds what was read.
-pub(crate) async fn seal_if_plain(
+/// The secret of `user`'s stored value, for checking a code: with the current key, else the previous one. A
+/// value that opens with neither is logged (a key lost, or the row tampered with) and checks no code.
+pub(crate) fn opened(state: &AppState, user: Uuid, stored: &str) -> Option<Opened> {
+    let config = state.config();
+    let current = open(config.totp_encryption_key.expose(), user, stored).map(|secret| Opened {
+        stale: !stored.starts_with(SEALED),
+        secret,
+    });
+    let opened = current.or_else(|| {
+        let previous = config.totp_encryption_key_previous.as_ref()?;
+        open(previous.expose(), user, stored).map(|secret| Opened {
+            secret,
+            stale: true,
+        })
+    });
+    if opened.is_none() {
+        tracing::error!(user_id = %user, "a TOTP secret does not open with TOTP_ENCRYPTION_KEY");
+    }
+    opened
+}
+
+/// Seals a secret again with the current key once it has just checked a code, when its row holds it
+/// unsealed or sealed with the previous key. The update applies only while the row still holds what was read.
+pub(crate) async fn seal_if_stale(
     state: &AppState,
     user: Uuid,
     stored: &str,
-    secret: &str,
+    opened: &Opened,
 ) -> Result<(), AppError> {
-    if stored.starts_with(SEALED) {
+    if !opened.stale {
         return Ok(());
     }
+    let secret = &opened.secret;
     let sealed = seal(state.config().totp_encryption_key.expose(), user, secret)?;
     with_pool!(state.db(), |pool| sqlx::query(
         "UPDATE users SET totp_secret = $1 WHERE id = $2 AND totp_secret = $3"
@@ -231,9 +250,10 @@ pub async fn confirm(state: &AppState, principal: &Principal, code: &str) -> Res
     let (Some(stored), last_step) = secret.ok_or(AppError::NotFound)? else {
         return Err(AppError::Conflict("no enrolment begun"));
     };
-    let secret = opened(state, principal.user_id, &stored)
+    let opened = opened(state, principal.user_id, &stored)
         .ok_or_else(|| AppError::Internal("TOTP secret does not open".to_owned()))?;
-    seal_if_plain(state, principal.user_id, &stored, &secret).await?;
+    seal_if_stale(state, principal.user_id, &stored, &opened).await?;
+    let secret = opened.secret;
     let wrong = || {
         AppError::Validation(vec![crate::error::FieldError::new(
             "TOTP-CODE",
