@@ -60,6 +60,42 @@ async fn open_records(server: &TestServer, token: &str) -> Vec<(String, Vec<Stri
     found
 }
 
+/// Creates a sales invoice of `quantity` rooms at 150.00 plus 10 % GST, issued on `issued`, and issues it
+/// (which posts it to the ledger); its id.
+async fn issued_invoice(
+    server: &TestServer,
+    token: &str,
+    number: &str,
+    issued: &str,
+    quantity: &str,
+) -> String {
+    let invoice = json!({
+        "kind": "sales", "number": number, "counterparty": "Hotel", "issue_date": issued,
+        "due_date": "2026-11-30", "currency": "AUD",
+        "lines": [{"description": "Rooms", "quantity": quantity, "net_price": "150.00", "tax_category": "S", "tax_rate": "10"}],
+    });
+    let (status, created) = call(
+        &server.state,
+        "POST",
+        "/api/v1/invoices",
+        Some(token),
+        Some(invoice),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, issued) = call(
+        &server.state,
+        "POST",
+        &format!("/api/v1/invoices/{id}/issue"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    id
+}
+
 async fn execute(server: &TestServer, sql: &'static str) {
     with_pool!(server.state.db(), |pool| sqlx::query(sql)
         .execute(pool)
@@ -79,32 +115,7 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
     )
     .await;
     let token = owner["access_token"].as_str().unwrap();
-    let invoice = json!({
-        "kind": "sales", "number": "INV-1", "counterparty": "Hotel", "issue_date": "2026-11-01",
-        "due_date": "2026-11-30", "currency": "AUD",
-        "lines": [{"description": "Rooms", "quantity": "3", "net_price": "150.00", "tax_category": "S", "tax_rate": "10"}],
-    });
-    let (_, created) = call(
-        &server.state,
-        "POST",
-        "/api/v1/invoices",
-        Some(token),
-        Some(invoice),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap();
-    assert_eq!(
-        call(
-            &server.state,
-            "POST",
-            &format!("/api/v1/invoices/{id}/issue"),
-            Some(token),
-            None
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
+    let id = &issued_invoice(&server, token, "INV-1", "2026-11-01", "3").await;
     let payment =
         json!({"amount": {"amount": "100.00", "currency": "AUD"}, "paid_on": "2026-11-05"});
     assert_eq!(
@@ -254,29 +265,7 @@ async fn tampered_monthly_totals_are_reported_and_closed_when_repaired(backend: 
     let server = test_support::require!(server(backend, &[]).await);
     let token = &support::owner(&server, "Acme", "o@acme.example").await;
     for (number, issued) in [("INV-1", "2026-10-20"), ("INV-2", "2026-11-03")] {
-        let invoice = json!({
-            "kind": "sales", "number": number, "counterparty": "Hotel", "issue_date": issued,
-            "due_date": "2026-11-30", "currency": "AUD",
-            "lines": [{"description": "Rooms", "quantity": "2", "net_price": "150.00", "tax_category": "S", "tax_rate": "10"}],
-        });
-        let (_, created) = call(
-            &server.state,
-            "POST",
-            "/api/v1/invoices",
-            Some(token),
-            Some(invoice),
-        )
-        .await;
-        let id = created["id"].as_str().unwrap();
-        let (status, _) = call(
-            &server.state,
-            "POST",
-            &format!("/api/v1/invoices/{id}/issue"),
-            Some(token),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
+        issued_invoice(&server, token, number, issued, "2").await;
     }
     let clean = run(&server, token).await;
     assert_eq!(clean["status"], "clean", "{clean}");
