@@ -66,6 +66,36 @@ fn ours_minute() -> Limit {
     Limit::new("per_second", Quota::per_second(1_000_000).unwrap()).unwrap()
 }
 
+/// Two limits on one key, a minute and an hour, roomy enough never to refuse during a run.
+fn minute_and_hour() -> (Limit, Limit) {
+    (
+        Limit::new("minute", Quota::per_minute(60_000_000).unwrap()).unwrap(),
+        Limit::new("hour", Quota::per_hour(3_600_000_000).unwrap()).unwrap(),
+    )
+}
+
+/// The hot-key limit: as governor's direct limiter (1 ns period, burst 1 000 000) every check must be
+/// allowed; ours has a 1 us resolution, so the same effect takes a burst large enough for the whole run.
+fn hot_limit() -> Limit {
+    Limit::new(
+        "hot",
+        Quota::per_second(1_000_000)
+            .unwrap()
+            .with_burst(1 << 40)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// governor's direct (unkeyed) limiter that never refuses during a run.
+fn governor_direct() -> governor::DefaultDirectRateLimiter {
+    governor::RateLimiter::direct(
+        governor::Quota::with_period(Duration::from_nanos(1))
+            .unwrap()
+            .allow_burst(NonZeroU32::new(1_000_000).unwrap()),
+    )
+}
+
 /// Ours on std `Instant` (`MonotonicClock`), the default clock before `TscClock`.
 fn std_clock_limiter() -> RateLimiter {
     RateLimiter::builder()
@@ -133,8 +163,7 @@ fn keyed_check(c: &mut Criterion) {
     // Two limits per request (minute and hour, all-or-none) for ours, one for governor.
     let mut group = c.benchmark_group("ratelimit/keyed_check_two_limits");
     group_settings(&mut group);
-    let minute = Limit::new("minute", Quota::per_minute(60_000_000).unwrap()).unwrap();
-    let hour = Limit::new("hour", Quota::per_hour(3_600_000_000).unwrap()).unwrap();
+    let (minute, hour) = minute_and_hour();
     // Both limits of one key, charged together or not at all.
     let both = |limiter: &RateLimiter, k: u64| {
         let checks = [
@@ -156,16 +185,7 @@ fn keyed_check(c: &mut Criterion) {
     // One hot key: ours keyed with one key vs governor's direct (unkeyed) limiter.
     let mut group = c.benchmark_group("ratelimit/hot_key");
     group_settings(&mut group);
-    // As governor's direct limiter below (1 ns period, burst 1 000 000), every check must be allowed: ours has a
-    // 1 us resolution, so the same effect takes a burst large enough for the whole run.
-    let hot = Limit::new(
-        "hot",
-        Quota::per_second(1_000_000)
-            .unwrap()
-            .with_burst(1 << 40)
-            .unwrap(),
-    )
-    .unwrap();
+    let hot = hot_limit();
     group.bench_function("ours", |b| {
         b.iter(|| {
             let d = ours.check_now(Key::Id(7), &hot, 1);
@@ -173,11 +193,7 @@ fn keyed_check(c: &mut Criterion) {
             black_box(d.is_allowed())
         });
     });
-    let direct = governor::RateLimiter::direct(
-        governor::Quota::with_period(Duration::from_nanos(1))
-            .unwrap()
-            .allow_burst(NonZeroU32::new(1_000_000).unwrap()),
-    );
+    let direct = governor_direct();
     group.bench_function("governor", |b| b.iter(|| black_box(direct.check().is_ok())));
     group.finish();
 }
@@ -383,22 +399,10 @@ fn interleaved(_c: &mut Criterion) {
     }
     let ours = RateLimiter::in_memory();
     let limit = ours_minute();
-    let minute = Limit::new("minute", Quota::per_minute(60_000_000).unwrap()).unwrap();
-    let hour = Limit::new("hour", Quota::per_hour(3_600_000_000).unwrap()).unwrap();
-    let hot = Limit::new(
-        "hot",
-        Quota::per_second(1_000_000)
-            .unwrap()
-            .with_burst(1 << 40)
-            .unwrap(),
-    )
-    .unwrap();
+    let (minute, hour) = minute_and_hour();
+    let hot = hot_limit();
     let governor = governor_keyed();
-    let direct = governor::RateLimiter::direct(
-        governor::Quota::with_period(Duration::from_nanos(1))
-            .unwrap()
-            .allow_burst(NonZeroU32::new(1_000_000).unwrap()),
-    );
+    let direct = governor_direct();
     // ours one limit, ours two limits, governor keyed, ours hot key, governor direct, two threads ours, governor.
     let mut t = [f64::MAX; 7];
     // Two threads by thread CPU time (the larger of the two, ns per decision of one thread): ours, governor.
