@@ -30,6 +30,14 @@ async fn run(server: &TestServer, token: &str) -> Value {
     run
 }
 
+/// Runs the audit and checks it found nothing and left no event open; the run.
+async fn clean_run(server: &TestServer, token: &str) -> Value {
+    let clean = run(server, token).await;
+    assert_eq!(clean["status"], "clean", "{clean}");
+    assert_eq!(open_records(server, token).await, vec![]);
+    clean
+}
+
 async fn open_records(server: &TestServer, token: &str) -> Vec<(String, Vec<String>)> {
     let (status, events) = call(
         &server.state,
@@ -131,9 +139,7 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
         StatusCode::OK
     );
 
-    let clean = run(&server, token).await;
-    assert_eq!(clean["status"], "clean", "{clean}");
-    assert_eq!(open_records(&server, token).await, vec![]);
+    let clean = clean_run(&server, token).await;
 
     // Behind the server's back: an invoice's amount due, and one journal line.
     execute(
@@ -302,9 +308,7 @@ async fn tampered_monthly_totals_are_reported_and_closed_when_repaired(backend: 
     }
 
     execute(&server, "UPDATE account_months SET credits = credits - 7").await;
-    let repaired = run(&server, token).await;
-    assert_eq!(repaired["status"], "clean", "{repaired}");
-    assert_eq!(open_records(&server, token).await, vec![]);
+    clean_run(&server, token).await;
 
     // A lost row is a month whose lines no longer add up to anything stored.
     execute(
