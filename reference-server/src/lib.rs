@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod health;
+mod hex;
 mod http;
 mod idempotency;
 pub mod logging;

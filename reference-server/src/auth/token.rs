@@ -65,10 +65,7 @@ impl std::fmt::Debug for KeyRing {
 /// The key id: lowercase hex of the first 8 bytes of SHA-256 of the key, so every instance derives the same.
 #[must_use]
 pub fn key_id(secret: &[u8]) -> String {
-    Sha256::digest(secret)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(secret)[..8])
 }
 
 /// Why a token was refused. Never shown to the client (it gets a plain 401).

@@ -153,7 +153,7 @@ fn hash_secret(secret: &str) -> Result<String, AppError> {
 fn new_refresh_token() -> (String, Vec<u8>) {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::hex::encode(&bytes);
     let hash = refresh_hash(&token);
     (token, hash)
 }

@@ -47,12 +47,11 @@ fn seal(key: &[u8], user: Uuid, secret: &str) -> Result<String, AppError> {
             },
         )
         .map_err(|_| AppError::Internal("TOTP secret could not be sealed".to_owned()))?;
-    let mut out = String::with_capacity(SEALED.len() + 2 * (nonce.len() + sealed.len()));
-    out.push_str(SEALED);
-    for b in nonce.iter().chain(&sealed) {
-        out.push_str(&format!("{b:02x}"));
-    }
-    Ok(out)
+    Ok(format!(
+        "{SEALED}{}{}",
+        crate::hex::encode(&nonce),
+        crate::hex::encode(&sealed)
+    ))
 }
 
 /// The secret of a stored value: opened when sealed, as it is when stored before sealing existed (base32,
@@ -63,13 +62,7 @@ fn open(key: &[u8], user: Uuid, stored: &str) -> Option<String> {
     let Some(hex) = stored.strip_prefix(SEALED) else {
         return (!stored.contains(':')).then(|| stored.to_owned());
     };
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()?;
+    let bytes = crate::hex::decode(hex)?;
     let (nonce, sealed) = bytes.split_at_checked(12)?;
     let nonce = aes_gcm::Nonce::try_from(nonce).ok()?;
     let secret = cipher(key)

@@ -52,17 +52,9 @@ async fn accounts(
     Query(page): Query<Page>,
 ) -> Result<Json<AccountPage>, AppError> {
     // The cursor is the last code, hex-encoded: opaque, and safe in a query string whatever the code holds.
-    let (after, limit) = page.parse(|c| {
-        let bytes = (0..c.len())
-            .step_by(2)
-            .map(|i| c.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<Vec<u8>>>()?;
-        String::from_utf8(bytes).ok()
-    })?;
+    let (after, limit) = page.parse(|c| String::from_utf8(crate::hex::decode(c)?).ok())?;
     let items = ledger::accounts(&state, &principal, after.as_deref(), limit).await?;
-    let next_cursor = Page::next(&items, limit, |a| {
-        a.code.bytes().map(|b| format!("{b:02x}")).collect()
-    });
+    let next_cursor = Page::next(&items, limit, |a| crate::hex::encode(a.code.as_bytes()));
     Ok(Json(AccountPage { items, next_cursor }))
 }
 
