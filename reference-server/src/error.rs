@@ -180,7 +180,7 @@ impl IntoResponse for AppError {
             Self::TooManyAttempts(refused) => {
                 let mut response = problem(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "https://iana.org/assignments/http-problem-types#quota-exceeded",
+                    tower_ratelimit::headers::QUOTA_EXCEEDED_TYPE,
                     "Too many attempts",
                     Some("the credentials or token were not accepted".to_owned()),
                     &[],

@@ -7,9 +7,7 @@ mod support;
 use axum::http::StatusCode;
 use reference_server::with_pool;
 use serde_json::{Value, json};
-use support::{Backend, TestServer, call, server};
-
-const PASSWORD: &str = "correct horse battery staple";
+use support::{Backend, TestServer, call, count, server};
 
 support::on_both_backends!(
     tampered_rows_are_reported_and_closed_when_repaired,
@@ -114,15 +112,7 @@ async fn execute(server: &TestServer, sql: &'static str) {
 
 async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
     let server = test_support::require!(server(backend, &[]).await);
-    let (_, owner) = call(
-        &server.state,
-        "POST",
-        "/api/v1/auth/register",
-        None,
-        Some(json!({"organization_name": "Acme", "name": "Owner", "email": "o@acme.example", "password": PASSWORD})),
-    )
-    .await;
-    let token = owner["access_token"].as_str().unwrap();
+    let token = &support::owner(&server, "Acme", "o@acme.example").await;
     let id = &issued_invoice(&server, token, "INV-1", "2026-11-01", "3").await;
     let payment =
         json!({"amount": {"amount": "100.00", "currency": "AUD"}, "paid_on": "2026-11-05"});
@@ -239,13 +229,6 @@ async fn tampered_rows_are_reported_and_closed_when_repaired(backend: Backend) {
     );
 }
 
-async fn count(server: &TestServer, sql: &'static str) -> i64 {
-    with_pool!(server.state.db(), |pool| sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await)
-    .unwrap()
-}
-
 /// The open events' record ids of one kind, sorted.
 async fn open_ids(server: &TestServer, token: &str, kind: &str) -> Vec<String> {
     let (_, events) = call(
@@ -277,7 +260,7 @@ async fn tampered_monthly_totals_are_reported_and_closed_when_repaired(backend: 
     assert_eq!(clean["status"], "clean", "{clean}");
     let summary: Value = serde_json::from_str(clean["summary"].as_str().unwrap()).unwrap();
     assert_eq!(summary["account_months_deviating"], 0, "{summary}");
-    let months = count(&server, "SELECT COUNT(*) FROM account_months").await;
+    let months = count(&server.state, "SELECT COUNT(*) FROM account_months").await;
     assert!(
         months >= 4,
         "two months of receivables, income and GST rows: {months}"
@@ -367,7 +350,7 @@ async fn the_scheduled_audit_runs_once_per_period_across_instances(backend: Back
             .any(|o| matches!(o, Scheduled::Busy | Scheduled::RanRecently)),
         "{outcomes:?}"
     );
-    let runs = count(&server, "SELECT COUNT(*) FROM integrity_runs").await;
+    let runs = count(&server.state, "SELECT COUNT(*) FROM integrity_runs").await;
     assert_eq!(runs, 2, "one run per organization");
 
     // Within the period nobody runs it again; a period that has passed lets it run.
@@ -382,7 +365,7 @@ async fn the_scheduled_audit_runs_once_per_period_across_instances(backend: Back
         Scheduled::Ran(_)
     ));
     assert_eq!(
-        count(&server, "SELECT COUNT(*) FROM integrity_runs").await,
+        count(&server.state, "SELECT COUNT(*) FROM integrity_runs").await,
         4
     );
 
@@ -414,7 +397,7 @@ async fn the_scheduled_audit_runs_once_per_period_across_instances(backend: Back
         outcome => panic!("{outcome:?}"),
     }
     assert_eq!(
-        count(&server, "SELECT COUNT(*) FROM integrity_runs").await,
+        count(&server.state, "SELECT COUNT(*) FROM integrity_runs").await,
         6
     );
 

@@ -9,18 +9,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use reference_server::domain::{audit, integrity, retention};
 use serde_json::json;
-use support::{Backend, call, on_both_backends, owner, server};
+use support::{Backend, call, count, on_both_backends, owner, server};
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
 const KEY: &str = "an-audit-chain-key-of-at-least-32-bytes!";
-
-async fn count(s: &reference_server::AppState, sql: &'static str) -> i64 {
-    reference_server::with_pool!(s.db(), |pool| sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(pool)
-        .await)
-    .unwrap()
-}
 
 async fn invoice(
     s: &reference_server::AppState,

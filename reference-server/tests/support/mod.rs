@@ -172,6 +172,14 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
+/// The value of a `SELECT COUNT(*) ...` on the state's database.
+pub async fn count(state: &AppState, sql: &'static str) -> i64 {
+    reference_server::with_pool!(state.db(), |pool| sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await)
+    .unwrap()
+}
+
 /// The password every test user signs in with.
 pub const PASSWORD: &str = "correct horse battery staple";
 
