@@ -35,6 +35,11 @@ impl RequestContext {
     /// polled, or a [`scope`](Self::scope)d future polled), if any.
     #[must_use]
     pub fn current() -> Option<Self> {
+        Self::with_current(Self::clone)
+    }
+
+    /// `f` of the current context, if any, without cloning more of it than `f` takes.
+    fn with_current<R>(f: impl FnOnce(&Self) -> R) -> Option<R> {
         CURRENT
             .try_with(|slot| {
                 let current = slot.get();
@@ -43,7 +48,7 @@ impl RequestContext {
                 // before returning, unwinding included. The slot is thread-local: no other thread reads it.
                 #[allow(unsafe_code)]
                 let context = unsafe { current.as_ref() };
-                context.cloned()
+                context.map(f)
             })
             .ok()
             .flatten()
@@ -57,7 +62,7 @@ impl RequestContext {
         extensions
             .get::<TraceContext>()
             .cloned()
-            .or_else(|| Self::current().map(|context| context.trace))
+            .or_else(|| Self::with_current(|context| context.trace.clone()))
     }
 
     /// Wraps a future so that [`RequestContext::current`] returns this context while it runs (for work
