@@ -441,25 +441,14 @@ async fn second_factor(
     if !account.totp_enabled {
         return Ok(());
     }
-    let (stored, opened, step) = account
-        .totp_secret
-        .as_deref()
-        .zip(totp_given)
-        .and_then(|(stored, code)| {
-            let opened = super::totp::opened(state, account.id, stored)?;
-            let step = super::totp::accepts(
-                &opened.secret,
-                code,
-                state.clock().unix(),
-                account.totp_last_step,
-            )?;
-            Some((stored, opened, step))
-        })
-        .ok_or(AppError::Unauthorized)?;
-    if super::totp::consume(state, account.id, step).await? {
-        super::totp::seal_if_stale(state, account.id, stored, &opened).await
-    } else {
-        Err(AppError::Unauthorized)
+    let (Some(stored), Some(code)) = (account.totp_secret.as_deref(), totp_given) else {
+        return Err(AppError::Unauthorized);
+    };
+    match super::totp::check_code(state, account.id, stored, account.totp_last_step, code).await? {
+        super::totp::Checked::Accepted => Ok(()),
+        super::totp::Checked::Refused | super::totp::Checked::Unreadable => {
+            Err(AppError::Unauthorized)
+        }
     }
 }
 

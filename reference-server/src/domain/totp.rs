@@ -77,16 +77,49 @@ fn open(key: &[u8], user: Uuid, stored: &str) -> Option<String> {
     String::from_utf8(secret).ok()
 }
 
+/// What a code did against a user's stored secret.
+pub(crate) enum Checked {
+    /// The code of a step not used yet: now spent.
+    Accepted,
+    /// Not a current code, or its step already spent (a replay, or a racing sign-in that won).
+    Refused,
+    /// The stored secret does not open (logged by [`opened`]).
+    Unreadable,
+}
+
+/// Checks `code` against `user`'s stored secret: opens it, accepts the code of a step after `last_step`,
+/// spends that step (a conditional update, so a racing replay loses), and only then seals the secret again
+/// when its row holds it unsealed or under the previous key. Sign-in and enrolment both go through here.
+pub(crate) async fn check_code(
+    state: &AppState,
+    user: Uuid,
+    stored: &str,
+    last_step: i64,
+    code: &str,
+) -> Result<Checked, AppError> {
+    let Some(opened) = opened(state, user, stored) else {
+        return Ok(Checked::Unreadable);
+    };
+    let Some(step) = accepts(&opened.secret, code, state.clock().unix(), last_step) else {
+        return Ok(Checked::Refused);
+    };
+    if !consume(state, user, step).await? {
+        return Ok(Checked::Refused);
+    }
+    seal_if_stale(state, user, stored, &opened).await?;
+    Ok(Checked::Accepted)
+}
+
 /// A secret opened from its row, and whether the row should be sealed again with the current key (it was
 /// stored before sealing existed, or sealed with `TOTP_ENCRYPTION_KEY_PREVIOUS`).
-pub(crate) struct Opened {
-    pub(crate) secret: String,
+struct Opened {
+    secret: String,
     stale: bool,
 }
 
 /// The secret of `user`'s stored value, for checking a code: with the current key, else the previous one. A
 /// value that opens with neither is logged (a key lost, or the row tampered with) and checks no code.
-pub(crate) fn opened(state: &AppState, user: Uuid, stored: &str) -> Option<Opened> {
+fn opened(state: &AppState, user: Uuid, stored: &str) -> Option<Opened> {
     let config = state.config();
     let current = open(config.totp_encryption_key.expose(), user, stored).map(|secret| Opened {
         stale: !stored.starts_with(SEALED),
@@ -107,7 +140,7 @@ pub(crate) fn opened(state: &AppState, user: Uuid, stored: &str) -> Option<Opene
 
 /// Seals a secret again with the current key once it has just checked a code, when its row holds it
 /// unsealed or sealed with the previous key. The update applies only while the row still holds what was read.
-pub(crate) async fn seal_if_stale(
+async fn seal_if_stale(
     state: &AppState,
     user: Uuid,
     stored: &str,
@@ -175,7 +208,7 @@ pub fn accepts(secret: &str, code: &str, now: i64, last_step: i64) -> Option<i64
 }
 
 /// Records `step` as used by `user`; false when it (or a later one) already was: a replay.
-pub(crate) async fn consume(state: &AppState, user: Uuid, step: i64) -> Result<bool, AppError> {
+async fn consume(state: &AppState, user: Uuid, step: i64) -> Result<bool, AppError> {
     let done = with_pool!(state.db(), |pool| sqlx::query(
         "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1"
     )
@@ -243,20 +276,18 @@ pub async fn confirm(state: &AppState, principal: &Principal, code: &str) -> Res
     let (Some(stored), last_step) = secret.ok_or(AppError::NotFound)? else {
         return Err(AppError::Conflict("no enrolment begun"));
     };
-    let opened = opened(state, principal.user_id, &stored)
-        .ok_or_else(|| AppError::Internal("TOTP secret does not open".to_owned()))?;
-    seal_if_stale(state, principal.user_id, &stored, &opened).await?;
-    let secret = opened.secret;
-    let wrong = || {
-        AppError::Validation(vec![crate::error::FieldError::new(
-            "TOTP-CODE",
-            "/code",
-            "is not the current code of the authenticator",
-        )])
-    };
-    let step = accepts(&secret, code, state.clock().unix(), last_step).ok_or_else(wrong)?;
-    if !consume(state, principal.user_id, step).await? {
-        return Err(wrong());
+    match check_code(state, principal.user_id, &stored, last_step, code).await? {
+        Checked::Accepted => {}
+        Checked::Refused => {
+            return Err(AppError::Validation(vec![crate::error::FieldError::new(
+                "TOTP-CODE",
+                "/code",
+                "is not the current code of the authenticator",
+            )]));
+        }
+        Checked::Unreadable => {
+            return Err(AppError::Internal("TOTP secret does not open".to_owned()));
+        }
     }
     let event = AuditEvent {
         actor_id: Some(principal.user_id),
