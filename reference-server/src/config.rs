@@ -272,16 +272,20 @@ impl Reader<'_> {
         self.raw(name).map(|v| Secret(v.as_bytes().to_vec()))
     }
 
+    /// A key of at least 32 bytes when the variable is set.
+    fn optional_key(&mut self, name: &'static str) -> Option<Secret> {
+        let key = self.secret(name)?;
+        if key.0.len() < 32 {
+            self.fail(name, "must be at least 32 bytes");
+        }
+        Some(key)
+    }
+
     /// A key of at least 32 bytes: required in production, generated for this process elsewhere (the second
     /// value says so, for a warning).
     fn key(&mut self, name: &'static str, environment: Environment) -> (Secret, bool) {
-        match self.secret(name) {
-            Some(key) => {
-                if key.0.len() < 32 {
-                    self.fail(name, "must be at least 32 bytes");
-                }
-                (key, false)
-            }
+        match self.optional_key(name) {
+            Some(key) => (key, false),
             None if environment == Environment::Production => {
                 self.fail(name, "is required when ENVIRONMENT=production");
                 (Secret(Vec::new()), false)
@@ -409,13 +413,7 @@ impl Config {
         let (audit_chain_key, audit_chain_key_generated) = r.key("AUDIT_CHAIN_KEY", environment);
         let (totp_encryption_key, totp_encryption_key_generated) =
             r.key("TOTP_ENCRYPTION_KEY", environment);
-        let totp_encryption_key_previous = r.secret("TOTP_ENCRYPTION_KEY_PREVIOUS");
-        if totp_encryption_key_previous
-            .as_ref()
-            .is_some_and(|k| k.0.len() < 32)
-        {
-            r.fail("TOTP_ENCRYPTION_KEY_PREVIOUS", "must be at least 32 bytes");
-        }
+        let totp_encryption_key_previous = r.optional_key("TOTP_ENCRYPTION_KEY_PREVIOUS");
         let health_status_token = r.secret("HEALTH_STATUS_TOKEN");
         let integrity_audit_interval =
             r.duration("INTEGRITY_AUDIT_INTERVAL", Duration::from_secs(24 * 3600));

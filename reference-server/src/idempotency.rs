@@ -17,7 +17,8 @@ use crate::error::{AppError, FieldError};
 use crate::with_pool;
 
 const HEADER: &str = "idempotency-key";
-const KEPT: time::Duration = time::Duration::hours(24);
+/// How long an answer is kept for replay (retention deletes older records).
+pub(crate) const KEPT: time::Duration = time::Duration::hours(24);
 /// Stored answers larger than this are not kept (the route's own answers are small JSON documents).
 const MAX_STORED: usize = 1 << 20;
 

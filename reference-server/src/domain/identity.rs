@@ -645,7 +645,8 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Tokens, AppError> 
     Ok(tokens)
 }
 
-fn idle_timeout(state: &AppState) -> time::Duration {
+/// `SESSION_IDLE_TIMEOUT` as a `time::Duration` (retention uses it too).
+pub(crate) fn idle_timeout(state: &AppState) -> time::Duration {
     time::Duration::try_from(state.config().session_idle_timeout).unwrap_or(time::Duration::MAX)
 }
 

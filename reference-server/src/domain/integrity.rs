@@ -407,6 +407,14 @@ async fn month_drifts(db: &Db, org: Uuid) -> Result<Vec<MonthDrift>, IntegrityEr
         .await)?)
 }
 
+/// What a run stores as its summary: fin-invariants' counts, and the account-months that drifted.
+#[derive(Serialize)]
+struct RunSummary<'a> {
+    #[serde(flatten)]
+    audit: &'a fin_invariants::audit::Summary,
+    account_months_deviating: u64,
+}
+
 /// One run as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RunView {
@@ -475,13 +483,13 @@ pub async fn run_for(state: &AppState, org: Uuid) -> Result<RunView, IntegrityEr
             } else {
                 "deviations"
             };
-            let mut json = serde_json::to_value(summary).unwrap_or_default();
-            if let Some(fields) = json.as_object_mut() {
-                fields.insert("account_months_deviating".to_owned(), (*months).into());
-            }
+            let stored = RunSummary {
+                audit: summary,
+                account_months_deviating: *months,
+            };
             (
                 status,
-                Some(json.to_string()),
+                serde_json::to_string(&stored).ok(),
                 i64::try_from(deviations).unwrap_or(i64::MAX),
             )
         }

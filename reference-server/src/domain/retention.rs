@@ -23,9 +23,6 @@ use crate::with_pool;
 /// How long an ended session is kept for reuse detection of its refresh tokens.
 const ENDED_SESSIONS_KEPT: Duration = Duration::days(30);
 
-/// How long an `Idempotency-Key` answer is kept.
-const IDEMPOTENCY_KEPT: Duration = Duration::hours(24);
-
 /// The counterparty of an invoice past retention.
 pub const PSEUDONYM: &str = "Counterparty past retention";
 
@@ -49,7 +46,7 @@ pub struct Report {
 /// When the database fails; what was done before the failure stays done (each step is its own transaction).
 pub async fn run(state: &AppState) -> Result<Report, AppError> {
     let now = state.clock().now();
-    let idle = Duration::try_from(state.config().session_idle_timeout).unwrap_or(Duration::MAX);
+    let idle = super::identity::idle_timeout(state);
     let ended_before = now - ENDED_SESSIONS_KEPT;
     let idle_before = ended_before
         .checked_sub(idle)
@@ -57,7 +54,7 @@ pub async fn run(state: &AppState) -> Result<Report, AppError> {
     let idempotency_keys = with_pool!(state.db(), |pool| sqlx::query(
         "DELETE FROM idempotency_keys WHERE created_at < $1"
     )
-    .bind(now - IDEMPOTENCY_KEPT)
+    .bind(now - crate::idempotency::KEPT)
     .execute(pool)
     .await
     .map(|done| done.rows_affected()))?;
