@@ -2,6 +2,7 @@
 //! status with their durations; read at scrape time, the rate limiter's decisions per policy, its store's
 //! health, the dashboard cache's counters, and the upstream breakers' states.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -89,13 +90,20 @@ pub(crate) async fn route(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// `GET /metrics`: the Prometheus text format.
+/// `GET /metrics`: the Prometheus text format. The recorder's series (requests, durations) are the process's;
+/// the values read at scrape time (the dashboard cache, the rate limiter, the breakers) are this state's,
+/// written straight into the answer rather than through the process-wide recorder, so two states in one
+/// process (tests, or an embedding) never show each other's.
 pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let mut gauges = Gauges::default();
     if let Some(cache) = state.dashboards() {
         let stats = cache.stats();
-        metrics::gauge!("query_cache_hits", "cache" => "dashboard").set(u64_gauge(stats.hits()));
-        metrics::gauge!("query_cache_misses", "cache" => "dashboard")
-            .set(u64_gauge(stats.misses()));
+        gauges.set("query_cache_hits", &[("cache", "dashboard")], stats.hits());
+        gauges.set(
+            "query_cache_misses",
+            &[("cache", "dashboard")],
+            stats.misses(),
+        );
     }
     if let Some(limits) = state.limits() {
         // The policies' counters are shared by every clone of the layer, so this is the process's total.
@@ -105,14 +113,18 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
                 ("rejected", c.rejected),
                 ("shadow_rejected", c.shadow_rejected),
             ] {
-                metrics::gauge!("ratelimit_decisions", "policy" => c.name.clone(), "outcome" => outcome).set(u64_gauge(value));
+                gauges.set(
+                    "ratelimit_decisions",
+                    &[("policy", &c.name), ("outcome", outcome)],
+                    value,
+                );
             }
         }
         let degraded = matches!(
             limits.limiter.store_health(),
             tower_ratelimit::StoreHealth::RedisDegraded
         );
-        metrics::gauge!("ratelimit_store_degraded").set(if degraded { 1.0 } else { 0.0 });
+        gauges.set("ratelimit_store_degraded", &[], u64::from(degraded));
     }
     // Breaker states as resilience4j exports them: one series per state, 1 for the current one.
     for b in state.breakers().snapshots() {
@@ -125,25 +137,62 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             BreakerState::Disabled,
             BreakerState::MetricsOnly,
         ] {
-            let current = if b.state == candidate { 1.0 } else { 0.0 };
-            metrics::gauge!("circuit_breaker_state", "breaker" => name.clone(), "state" => candidate.as_str())
-                .set(current);
+            gauges.set(
+                "circuit_breaker_state",
+                &[("breaker", &name), ("state", candidate.as_str())],
+                u64::from(b.state == candidate),
+            );
         }
         for (outcome, value) in [
             ("success", b.successes),
             ("failure", b.failures),
             ("rejected", b.rejected),
         ] {
-            metrics::gauge!("circuit_breaker_calls", "breaker" => name.clone(), "outcome" => outcome)
-                .set(u64_gauge(value));
+            gauges.set(
+                "circuit_breaker_calls",
+                &[("breaker", &name), ("outcome", outcome)],
+                value,
+            );
         }
     }
-    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    let mut body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    gauges.write_to(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// A counter read as a gauge (the cache keeps the totals; a gauge can carry them exactly up to 2^53).
-#[allow(clippy::cast_precision_loss, clippy::as_conversions)] // precision loss only above 2^53 events
-fn u64_gauge(value: u64) -> f64 {
-    value as f64
+/// Gauges of one scrape, by metric name, in the Prometheus text format.
+#[derive(Default)]
+struct Gauges(std::collections::BTreeMap<&'static str, Vec<String>>);
+
+impl Gauges {
+    fn set(&mut self, name: &'static str, labels: &[(&str, &str)], value: u64) {
+        let mut line = String::from(name);
+        if !labels.is_empty() {
+            line.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                // Label values escape backslash, quote and newline (Prometheus text format).
+                let escaped = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(line, "{key}=\"{escaped}\"");
+            }
+            line.push('}');
+        }
+        let _ = write!(line, " {value}");
+        self.0.entry(name).or_default().push(line);
+    }
+
+    fn write_to(&self, out: &mut String) {
+        for (name, lines) in &self.0 {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+            out.push('\n');
+        }
+    }
 }

@@ -167,10 +167,6 @@ async fn cors_allows_only_the_configured_origins() {
     );
 }
 
-/// Held by each test that reads `/metrics`: the recorder is the process's, and a scrape writes every state's
-/// breaker gauges into it, so two tests scraping at once would read each other's.
-static SCRAPES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The Prometheus text of `/metrics` (200 checked).
 async fn metrics_text(state: &reference_server::AppState) -> String {
     let response = send(state, Request::get("/metrics").body(Body::empty()).unwrap()).await;
@@ -181,7 +177,6 @@ async fn metrics_text(state: &reference_server::AppState) -> String {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_and_status() {
-    let _scrapes = SCRAPES.lock().await;
     let server = test_support::require!(server(Backend::Sqlite, &[]).await);
     let id = "0190f5f0-0000-7000-8000-00000000abcd";
     let path = format!("/api/v1/invoices/{id}");
@@ -226,7 +221,6 @@ fn requests_total(text: &str, method: &str, route: &str, status: u16) -> u64 {
 
 #[tokio::test]
 async fn answers_given_before_or_without_a_route_are_counted_too() {
-    let _scrapes = SCRAPES.lock().await;
     let server =
         test_support::require!(server(Backend::Sqlite, &[("MAX_BODY_SIZE", "1KiB")]).await);
     // The recorder is the process's, shared with the tests running beside this one: read the counters
@@ -273,7 +267,6 @@ async fn answers_given_before_or_without_a_route_are_counted_too() {
 
 #[tokio::test]
 async fn breaker_states_are_on_metrics_and_health_status() {
-    let _scrapes = SCRAPES.lock().await;
     let token = "an-operator-status-token";
     let server =
         test_support::require!(server(Backend::Sqlite, &[("HEALTH_STATUS_TOKEN", token)]).await);
