@@ -38,7 +38,7 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
 
 /// Where the route middleware leaves the matched route's template for [`track`], which runs outside routing.
 #[derive(Clone, Default)]
-struct RouteSlot(Arc<OnceLock<String>>);
+struct RouteSlot(Arc<OnceLock<MatchedPath>>);
 
 /// Outermost but for the request id: one count and one duration per request, every answer included (the
 /// body limit's 413, the timeout's 503, the router's 404 and 405), labelled by the route template that
@@ -51,7 +51,11 @@ pub(crate) async fn track(mut request: Request, next: Next) -> Response {
     let slot = RouteSlot::default();
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
-    let route = slot.0.get().map_or("unmatched", String::as_str).to_owned();
+    let route = slot
+        .0
+        .get()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let labels = [
         ("method", method),
         ("route", route),
@@ -85,7 +89,7 @@ pub(crate) async fn route(request: Request, next: Next) -> Response {
         request.extensions().get::<RouteSlot>(),
         request.extensions().get::<MatchedPath>(),
     ) {
-        let _ = slot.0.set(path.as_str().to_owned());
+        let _ = slot.0.set(path.clone());
     }
     next.run(request).await
 }
