@@ -6,6 +6,8 @@
 #![allow(unsafe_code)] // the counting allocator below
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -48,13 +50,6 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const KEYS: u64 = 10_000;
-
-fn group_settings(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(30);
-}
 
 fn governor_keyed() -> governor::DefaultKeyedRateLimiter<u64> {
     governor::RateLimiter::keyed(governor::Quota::per_second(
@@ -114,7 +109,7 @@ fn over_keys<R>(b: &mut criterion::Bencher<'_>, mut check: impl FnMut(u64) -> R)
 
 fn keyed_check(c: &mut Criterion) {
     let mut group = c.benchmark_group("ratelimit/keyed_check");
-    group_settings(&mut group);
+    common::settings(&mut group);
     let ours = RateLimiter::in_memory();
     let limit = ours_minute();
     group.bench_function("ours", |b| {
@@ -129,7 +124,7 @@ fn keyed_check(c: &mut Criterion) {
     // The same with ours on an opt-in coarse clock (one atomic load instead of reading `Instant`), to show
     // what the clock costs: governor reads the TSC through quanta.
     let mut group = c.benchmark_group("ratelimit/keyed_check_coarse_clock");
-    group_settings(&mut group);
+    common::settings(&mut group);
     let coarse = RateLimiter::builder()
         .clock(tower_ratelimit::CoarseClock::new(Duration::from_millis(1)).unwrap())
         .build();
@@ -144,7 +139,7 @@ fn keyed_check(c: &mut Criterion) {
     // Both on the same kind of clock, std `Instant`: ours with `MonotonicClock` (the default before the TSC
     // clock), governor with its `MonotonicClock` instead of quanta.
     let mut group = c.benchmark_group("ratelimit/keyed_check_std_clock");
-    group_settings(&mut group);
+    common::settings(&mut group);
     let ours_std = std_clock_limiter();
     group.bench_function("ours", |b| {
         over_keys(b, |k| {
@@ -162,7 +157,7 @@ fn keyed_check(c: &mut Criterion) {
 
     // Two limits per request (minute and hour, all-or-none) for ours, one for governor.
     let mut group = c.benchmark_group("ratelimit/keyed_check_two_limits");
-    group_settings(&mut group);
+    common::settings(&mut group);
     let (minute, hour) = minute_and_hour();
     // Both limits of one key, charged together or not at all.
     let both = |limiter: &RateLimiter, k: u64| {
@@ -184,7 +179,7 @@ fn keyed_check(c: &mut Criterion) {
 
     // One hot key: ours keyed with one key vs governor's direct (unkeyed) limiter.
     let mut group = c.benchmark_group("ratelimit/hot_key");
-    group_settings(&mut group);
+    common::settings(&mut group);
     let hot = hot_limit();
     group.bench_function("ours", |b| {
         b.iter(|| {
@@ -218,7 +213,7 @@ fn two_threads(c: &mut Criterion) {
 
 fn two_threads_with(c: &mut Criterion, name: &str, ours: &RateLimiter) {
     let mut group = c.benchmark_group(name);
-    group_settings(&mut group);
+    common::settings(&mut group);
     let limit = ours_minute();
     group.bench_function("ours", |b| {
         b.iter_custom(|iters| {
@@ -324,7 +319,7 @@ fn redis_decisions(c: &mut Criterion) {
         return;
     };
     let mut group = c.benchmark_group("ratelimit/redis_32_callers");
-    group_settings(&mut group);
+    common::settings(&mut group);
     let limit = Limit::new("gcra", Quota::per_second(1000).unwrap()).unwrap();
     for (id, max_batch) in [("ours", 64), ("ours_unbatched", 1)] {
         let limiter = rt.block_on(async {

@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo bench -p benches --bench requestid`
 
+mod common;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
@@ -87,9 +89,7 @@ fn overhead(c: &mut Criterion) {
         ("requestid/incoming_id", with_id),
     ] {
         let mut g = c.benchmark_group(group);
-        g.measurement_time(Duration::from_secs(3))
-            .warm_up_time(Duration::from_secs(1))
-            .sample_size(30);
+        common::settings(&mut g);
         run(&mut g, &rt, "ours", make_request, &ours);
         run(&mut g, &rt, "tower-http", make_request, &peer);
         run(&mut g, &rt, "http-floor", make_request, &floor);
@@ -105,9 +105,7 @@ fn overhead(c: &mut Criterion) {
 
     // What the harness and the inner service cost alone, to read the two groups above against.
     let mut g = c.benchmark_group("requestid/baseline");
-    g.measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(30);
+    common::settings(&mut g);
     run(&mut g, &rt, "service_fn", no_id, &service_fn(handler));
     g.finish();
 }
