@@ -190,14 +190,12 @@ async fn metrics_count_requests_by_route_template_and_status() {
         StatusCode::UNAUTHORIZED
     );
     let text = metrics_text(&server.state).await;
-    let line = text
-        .lines()
-        .find(|l| {
-            l.starts_with("http_requests_total")
-                && l.contains(r#"route="/api/v1/invoices/{id}""#)
-                && l.contains(r#"status="401""#)
-        })
-        .unwrap_or_else(|| panic!("no counter for the route template in:\n{text}"));
+    let line = series(
+        &text,
+        "http_requests_total",
+        &[("route", "/api/v1/invoices/{id}"), ("status", "401")],
+    )
+    .unwrap_or_else(|| panic!("no counter for the route template in:\n{text}"));
     assert!(line.contains(r#"method="GET""#), "{line}");
     assert!(!text.contains(id), "raw ids never become labels");
     assert!(
@@ -206,17 +204,27 @@ async fn metrics_count_requests_by_route_template_and_status() {
     );
 }
 
+/// The line of the series `name` that carries these labels, if any.
+fn series<'t>(text: &'t str, name: &str, labels: &[(&str, &str)]) -> Option<&'t str> {
+    text.lines().find(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('{'))
+            && labels
+                .iter()
+                .all(|(key, value)| l.contains(&format!(r#"{key}="{value}""#)))
+    })
+}
+
 /// The value of the `http_requests_total` series with these labels (0 when there is none yet).
 fn requests_total(text: &str, method: &str, route: &str, status: u16) -> u64 {
-    text.lines()
-        .find(|l| {
-            l.starts_with("http_requests_total")
-                && l.contains(&format!(r#"method="{method}""#))
-                && l.contains(&format!(r#"route="{route}""#))
-                && l.contains(&format!(r#"status="{status}""#))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |v| v.parse().unwrap())
+    let status = status.to_string();
+    series(
+        text,
+        "http_requests_total",
+        &[("method", method), ("route", route), ("status", &status)],
+    )
+    .and_then(|l| l.rsplit(' ').next())
+    .map_or(0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]
@@ -273,15 +281,14 @@ async fn breaker_states_are_on_metrics_and_health_status() {
     server.state.breakers().get("bank").force_open();
     let text = metrics_text(&server.state).await;
     let value = |breaker: &str, state: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with("circuit_breaker_state{")
-                    && l.contains(&format!(r#"breaker="{breaker}""#))
-                    && l.contains(&format!(r#"state="{state}""#))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {breaker}/{state} series in:\n{text}"))
+        series(
+            &text,
+            "circuit_breaker_state",
+            &[("breaker", breaker), ("state", state)],
+        )
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no {breaker}/{state} series in:\n{text}"))
     };
     assert_eq!(value("bank", "forced_open"), "1");
     assert_eq!(value("bank", "closed"), "0");
