@@ -119,31 +119,15 @@ async fn login_from(
     email: &str,
     password: &str,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let mut request = axum::http::Request::post("/api/v1/auth/login")
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(
-            json!({"email": email, "password": password}).to_string(),
-        ))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
-            [198, 51, 100, ip],
-            40000,
-        ))));
-    let response = tower::ServiceExt::oneshot(reference_server::app(server.state.clone()), request)
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = http_body_util::BodyExt::collect(body)
-        .await
-        .unwrap()
-        .to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    support::call_from(
+        &server.state,
+        Some(std::net::SocketAddr::from(([198, 51, 100, ip], 40000))),
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": email, "password": password})),
     )
+    .await
 }
 
 async fn the_account_limit_refuses_new_addresses_with_the_rate_limit_fields(backend: Backend) {
@@ -340,19 +324,16 @@ async fn sixth_pin_attempt_within_15_minutes_is_refused_whatever_the_source_unti
         let state = server.state.clone();
         let ip = next_ip.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async move {
-            let mut request = axum::http::Request::post("/api/v1/auth/pin")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(
-                    json!({"email": "sam@hotel.example", "pin": pin}).to_string(),
-                ))
-                .unwrap();
-            request.extensions_mut().insert(axum::extract::ConnectInfo(
-                std::net::SocketAddr::from(([203, 0, 113, ip], 40000)),
-            ));
-            tower::ServiceExt::oneshot(reference_server::app(state), request)
-                .await
-                .unwrap()
-                .status()
+            support::call_from(
+                &state,
+                Some(std::net::SocketAddr::from(([203, 0, 113, ip], 40000))),
+                "POST",
+                "/api/v1/auth/pin",
+                None,
+                Some(json!({"email": "sam@hotel.example", "pin": pin})),
+            )
+            .await
+            .0
         }
     };
     assert_eq!(pin("482913").await, StatusCode::OK);

@@ -112,7 +112,22 @@ pub async fn call_with_headers(
     token: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    call_from(state, None, method, path, token, body).await
+}
+
+/// [`call_with_headers`] from the client address `peer`, as the connection would show it.
+pub async fn call_from(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
     let mut request = Request::builder().method(method).uri(path);
+    if let Some(peer) = peer {
+        request = request.extension(axum::extract::ConnectInfo(peer));
+    }
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
